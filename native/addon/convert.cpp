@@ -1,0 +1,126 @@
+#include "addon/convert.h"
+
+#include "util/errors.h"
+
+namespace ovam::addon {
+
+namespace {
+template <typename T, typename ArrayT>
+Napi::Value copy_out(Napi::Env env, const torch::Tensor& t) {
+  auto array = ArrayT::New(env, t.numel());
+  std::memcpy(array.Data(), t.data_ptr<T>(), t.numel() * sizeof(T));
+  return array;
+}
+}  // namespace
+
+Napi::Object tensor_to_js(Napi::Env env, const torch::Tensor& tensor) {
+  auto t = tensor.detach().to(torch::kCPU);
+  if (t.scalar_type() != torch::kUInt8 && t.scalar_type() != torch::kInt64 && t.scalar_type() != torch::kInt32)
+    t = t.to(torch::kFloat32);
+  t = t.contiguous();
+  Napi::Object out = Napi::Object::New(env);
+  switch (t.scalar_type()) {
+    case torch::kUInt8: out.Set("data", copy_out<uint8_t, Napi::Uint8Array>(env, t)); break;
+    case torch::kInt32: out.Set("data", copy_out<int32_t, Napi::Int32Array>(env, t)); break;
+    case torch::kInt64: out.Set("data", copy_out<int64_t, Napi::BigInt64Array>(env, t)); break;
+    default: out.Set("data", copy_out<float, Napi::Float32Array>(env, t));
+  }
+  auto shape = Napi::Array::New(env, t.dim());
+  for (int64_t i = 0; i < t.dim(); ++i) shape.Set(uint32_t(i), Napi::Number::New(env, double(t.size(i))));
+  out.Set("shape", shape);
+  return out;
+}
+
+torch::Tensor tensor_from_js(const Napi::Value& value, const std::string& what) {
+  Napi::Env env = value.Env();
+  if (!value.IsObject()) throw_js(env, code::kInvalidArgument, what + ": expected { data, shape }");
+  auto o = value.As<Napi::Object>();
+  auto data = o.Get("data");
+  auto shape_v = o.Get("shape");
+  if (!shape_v.IsArray()) throw_js(env, code::kInvalidArgument, what + ".shape: expected an array of sizes");
+  auto shape_a = shape_v.As<Napi::Array>();
+  std::vector<int64_t> shape;
+  int64_t count = 1;
+  for (uint32_t i = 0; i < shape_a.Length(); ++i) {
+    auto s = shape_a.Get(i);
+    if (!s.IsNumber() || s.As<Napi::Number>().DoubleValue() < 0)
+      throw_js(env, code::kInvalidArgument, what + ".shape: sizes must be non-negative integers");
+    shape.push_back(s.As<Napi::Number>().Int64Value());
+    count *= shape.back();
+  }
+  if (!data.IsTypedArray()) throw_js(env, code::kInvalidArgument, what + ".data: expected a Float32Array or Uint8Array");
+  auto typed = data.As<Napi::TypedArray>();
+  torch::ScalarType type;
+  switch (typed.TypedArrayType()) {
+    case napi_float32_array: type = torch::kFloat32; break;
+    case napi_uint8_array: type = torch::kUInt8; break;
+    default: throw_js(env, code::kInvalidArgument, what + ".data: expected a Float32Array or Uint8Array");
+  }
+  if (int64_t(typed.ElementLength()) != count)
+    throw_js(env, code::kInvalidArgument, what + ": data has " + std::to_string(typed.ElementLength()) +
+                                             " values, shape needs " + std::to_string(count));
+  auto bytes = static_cast<uint8_t*>(typed.ArrayBuffer().Data()) + typed.ByteOffset();
+  return torch::from_blob(bytes, shape, torch::TensorOptions().dtype(type)).clone();
+}
+
+std::string get_string(const Napi::Object& o, const char* key, const std::string& fallback) {
+  auto v = o.Get(key);
+  return v.IsString() ? v.As<Napi::String>().Utf8Value() : fallback;
+}
+double get_number(const Napi::Object& o, const char* key, double fallback) {
+  auto v = o.Get(key);
+  return v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : fallback;
+}
+bool get_bool(const Napi::Object& o, const char* key, bool fallback) {
+  auto v = o.Get(key);
+  return v.IsBoolean() ? v.As<Napi::Boolean>().Value() : fallback;
+}
+
+void throw_js(Napi::Env env, const std::string& code, const std::string& message) {
+  auto error = Napi::Error::New(env, message);
+  error.Set("code", Napi::String::New(env, code));
+  throw error;
+}
+
+Napi::Promise Job::queue(Napi::Env env, Work work) {
+  auto* job = new Job(env, std::move(work));
+  auto promise = job->deferred_.Promise();
+  job->Queue();
+  return promise;
+}
+
+Job::Job(Napi::Env env, Work work) : Napi::AsyncWorker(env), work_(std::move(work)), deferred_(Napi::Promise::Deferred::New(env)) {}
+
+void Job::Execute() {
+  try {
+    done_ = work_();
+    return;
+  } catch (const ovam::Error& e) {
+    code_ = e.code();
+    message_ = e.what();
+  } catch (const c10::Error& e) {
+    code_ = code::kInternal;
+    message_ = e.what_without_backtrace();
+  } catch (const std::exception& e) {
+    code_ = code::kInternal;
+    message_ = e.what();
+  }
+  SetError(message_);
+}
+
+void Job::OnOK() {
+  Napi::Env env = Env();
+  try {
+    deferred_.Resolve(done_(env));
+  } catch (const Napi::Error& e) {
+    deferred_.Reject(e.Value());
+  }
+}
+
+void Job::OnError(const Napi::Error&) {
+  auto error = Napi::Error::New(Env(), message_);
+  error.Set("code", Napi::String::New(Env(), code_));
+  deferred_.Reject(error.Value());
+}
+
+}  // namespace ovam::addon

@@ -1,0 +1,42 @@
+// The thin N-API edge: tensors to and from { data, shape }, core errors to JS errors with a
+// stable `code`, and one promise worker that runs a job off the JS thread.
+#pragma once
+#include <napi.h>
+#include <torch/torch.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+
+namespace ovam::addon {
+
+// { data: Float32Array | Uint8Array | …, shape: number[] } ↔ CPU tensor (a copy either way).
+Napi::Object tensor_to_js(Napi::Env env, const torch::Tensor& tensor);
+torch::Tensor tensor_from_js(const Napi::Value& value, const std::string& what);
+
+std::string get_string(const Napi::Object& o, const char* key, const std::string& fallback);
+double get_number(const Napi::Object& o, const char* key, double fallback);
+bool get_bool(const Napi::Object& o, const char* key, bool fallback);
+
+// Throws a JS Error with `code` (our codes, or ERR_OVAM_INVALID_ARGUMENT for bad arguments).
+[[noreturn]] void throw_js(Napi::Env env, const std::string& code, const std::string& message);
+
+// Runs `work` on the libuv pool; `done` turns its result into JS on the main thread.
+// Exceptions from `work` reject the promise with a coded error.
+class Job : public Napi::AsyncWorker {
+ public:
+  using Work = std::function<std::function<Napi::Value(Napi::Env)>()>;
+  static Napi::Promise queue(Napi::Env env, Work work);
+
+ private:
+  Job(Napi::Env env, Work work);
+  void Execute() override;
+  void OnOK() override;
+  void OnError(const Napi::Error& e) override;
+  Work work_;
+  std::function<Napi::Value(Napi::Env)> done_;
+  std::string code_, message_;
+  Napi::Promise::Deferred deferred_;
+};
+
+}  // namespace ovam::addon

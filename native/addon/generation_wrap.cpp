@@ -1,0 +1,5 @@
+#include "addon/generation_wrap.h"
+
+namespace ovam::addon {
+void init_generation(Napi::Env env, Napi::Object exports) {}
+}  // namespace ovam::addon

@@ -1,0 +1,54 @@
+// UNet2DConditionModel (diffusers) with the SD 1.x and 2.x switches. Module tree and tensor names
+// are diffusers' own: conv_in, time_proj/time_embedding, down_blocks, mid_block, up_blocks,
+// conv_norm_out, conv_out.
+#pragma once
+#include <torch/torch.h>
+
+#include <string>
+#include <vector>
+
+#include "models/attention.h"
+#include "util/json.h"
+#include "util/nn.h"
+
+namespace ovam {
+
+struct UNetConfig {
+  int64_t in_channels = 4, out_channels = 4, sample_size = 64;
+  std::vector<int64_t> block_out_channels{320, 640, 1280, 1280};
+  std::vector<std::string> down_block_types{"CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D",
+                                            "DownBlock2D"};
+  std::vector<std::string> up_block_types{"UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D",
+                                          "CrossAttnUpBlock2D"};
+  std::string mid_block_type = "UNetMidBlock2DCrossAttn";
+  int64_t layers_per_block = 2;
+  std::vector<int64_t> heads;  // per down block (attention_head_dim / num_attention_heads, see ENGINEERING.md)
+  int64_t cross_attention_dim = 1280;
+  int64_t norm_num_groups = 32;
+  double norm_eps = 1e-5;
+  bool use_linear_projection = false, upcast_attention = false, flip_sin_to_cos = true;
+  double freq_shift = 0;
+  int64_t downsample_padding = 1;
+  int64_t transformer_layers_per_block = 1;
+  // Reads diffusers' config.json with its defaults; rejects (kConfig) what we do not implement.
+  static UNetConfig from(const Config& config);
+};
+
+class UNet2DConditionModelImpl : public torch::nn::Module {
+ public:
+  explicit UNet2DConditionModelImpl(const UNetConfig& config);
+  // sample [B, C, h, w], timestep scalar or [B], encoder_hidden_states [B, T, D] → noise prediction.
+  // `observer` (may be null) sees every cross-attention input. Block names are the module paths,
+  // e.g. "down_blocks.0.attentions.1.transformer_blocks.0.attn2".
+  torch::Tensor forward(const torch::Tensor& sample, const torch::Tensor& timestep,
+                        const torch::Tensor& encoder_hidden_states, CrossAttentionObserver* observer = nullptr);
+  // Each cross-attention block by module path, in module order (down, mid, up).
+  std::vector<std::pair<std::string, Attention>> cross_attentions();
+  const UNetConfig& config() const { return config_; }
+
+ private:
+  UNetConfig config_;
+};
+TORCH_MODULE(UNet2DConditionModel);
+
+}  // namespace ovam

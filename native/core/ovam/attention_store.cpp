@@ -1,0 +1,1 @@
+#include "ovam/attention_store.h"

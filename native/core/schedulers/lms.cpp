@@ -1,0 +1,2 @@
+// Stub: implemented by its owner; exists so the build links.
+#include "schedulers/scheduler.h"

@@ -1,0 +1,93 @@
+#include "util/json.h"
+
+#include <fstream>
+#include <sstream>
+
+namespace ovam {
+
+Json read_json_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw Error(code::kNotFound, "cannot open " + path);
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  Json json = Json::parse(buffer.str(), nullptr, /*allow_exceptions=*/false);
+  if (json.is_discarded()) throw Error(code::kConfig, path + ": not valid JSON");
+  if (!json.is_object()) throw Error(code::kConfig, path + ": expected a JSON object at the top level");
+  return json;
+}
+
+void Config::reject(const std::string& key, const std::string& why) const {
+  std::string value = json_.contains(key) ? json_[key].dump() : "(missing)";
+  throw Error(code::kConfig, file_ + ": key \"" + key + "\" = " + value + ": " + why);
+}
+
+int64_t Config::get_int(const std::string& key, int64_t fallback) const {
+  if (!has(key)) return fallback;
+  const Json& v = json_[key];
+  if (!v.is_number()) reject(key, "expected a number");
+  return v.get<int64_t>();
+}
+
+double Config::get_double(const std::string& key, double fallback) const {
+  if (!has(key)) return fallback;
+  const Json& v = json_[key];
+  if (!v.is_number()) reject(key, "expected a number");
+  return v.get<double>();
+}
+
+bool Config::get_bool(const std::string& key, bool fallback) const {
+  if (!has(key)) return fallback;
+  const Json& v = json_[key];
+  if (!v.is_boolean()) reject(key, "expected true or false");
+  return v.get<bool>();
+}
+
+std::string Config::get_string(const std::string& key, const std::string& fallback) const {
+  if (!has(key)) return fallback;
+  const Json& v = json_[key];
+  if (!v.is_string()) reject(key, "expected a string");
+  return v.get<std::string>();
+}
+
+std::vector<int64_t> Config::get_ints(const std::string& key, const std::vector<int64_t>& fallback) const {
+  if (!has(key)) return fallback;
+  const Json& v = json_[key];
+  if (!v.is_array()) reject(key, "expected a list of numbers");
+  std::vector<int64_t> out;
+  for (const auto& x : v) {
+    if (!x.is_number()) reject(key, "expected a list of numbers");
+    out.push_back(x.get<int64_t>());
+  }
+  return out;
+}
+
+std::vector<std::string> Config::get_strings(const std::string& key, const std::vector<std::string>& fallback) const {
+  if (!has(key)) return fallback;
+  const Json& v = json_[key];
+  if (!v.is_array()) reject(key, "expected a list of strings");
+  std::vector<std::string> out;
+  for (const auto& x : v) {
+    if (!x.is_string()) reject(key, "expected a list of strings");
+    out.push_back(x.get<std::string>());
+  }
+  return out;
+}
+
+std::vector<int64_t> Config::get_int_or_ints(const std::string& key, int64_t fallback, size_t count) const {
+  if (!has(key)) return std::vector<int64_t>(count, fallback);
+  if (json_[key].is_number()) return std::vector<int64_t>(count, json_[key].get<int64_t>());
+  auto values = get_ints(key, {});
+  if (values.size() != count) reject(key, "expected one value per block (" + std::to_string(count) + ")");
+  return values;
+}
+
+void Config::require_one_of(const std::string& key, const std::string& value,
+                            const std::vector<std::string>& accepted) const {
+  for (const auto& a : accepted)
+    if (a == value) return;
+  std::string list;
+  for (const auto& a : accepted) list += (list.empty() ? "" : ", ") + a;
+  throw Error(code::kConfig, file_ + ": key \"" + key + "\" = \"" + value + "\" is not implemented; accepted: " + list);
+}
+
+}  // namespace ovam

@@ -1,0 +1,48 @@
+#include "util/nn.h"
+
+namespace ovam::nn {
+
+torch::TensorOptions& build_options() {
+  thread_local torch::TensorOptions options = torch::TensorOptions().dtype(torch::kFloat32);
+  return options;
+}
+
+namespace {
+torch::Tensor make(at::IntArrayRef shape) { return torch::empty(shape, build_options()); }
+}  // namespace
+
+LinearImpl::LinearImpl(int64_t in, int64_t out, bool with_bias) {
+  weight = register_parameter("weight", make({out, in}), false);
+  if (with_bias) bias = register_parameter("bias", make({out}), false);
+}
+torch::Tensor LinearImpl::forward(const torch::Tensor& x) { return torch::linear(x, weight, bias); }
+
+Conv2dImpl::Conv2dImpl(int64_t in, int64_t out, int64_t kernel, int64_t stride_, int64_t padding_, bool with_bias)
+    : stride(stride_), padding(padding_) {
+  weight = register_parameter("weight", make({out, in, kernel, kernel}), false);
+  if (with_bias) bias = register_parameter("bias", make({out}), false);
+}
+torch::Tensor Conv2dImpl::forward(const torch::Tensor& x) {
+  return torch::conv2d(x, weight, bias, {stride, stride}, {padding, padding});
+}
+
+GroupNormImpl::GroupNormImpl(int64_t groups_, int64_t channels, double eps_) : groups(groups_), eps(eps_) {
+  weight = register_parameter("weight", make({channels}), false);
+  bias = register_parameter("bias", make({channels}), false);
+}
+torch::Tensor GroupNormImpl::forward(const torch::Tensor& x) { return torch::group_norm(x, groups, weight, bias, eps); }
+
+LayerNormImpl::LayerNormImpl(int64_t channels, double eps_) : eps(eps_) {
+  weight = register_parameter("weight", make({channels}), false);
+  bias = register_parameter("bias", make({channels}), false);
+}
+torch::Tensor LayerNormImpl::forward(const torch::Tensor& x) {
+  return torch::layer_norm(x, {weight.size(0)}, weight, bias, eps);
+}
+
+EmbeddingImpl::EmbeddingImpl(int64_t count, int64_t dim) {
+  weight = register_parameter("weight", make({count, dim}), false);
+}
+torch::Tensor EmbeddingImpl::forward(const torch::Tensor& ids) { return torch::embedding(weight, ids); }
+
+}  // namespace ovam::nn

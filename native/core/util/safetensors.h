@@ -1,0 +1,57 @@
+// safetensors files: read through mmap (tensors are views into the mapping, no copy) and written
+// atomically. Every malformed input gives kSafetensors naming the file and, where one is at fault,
+// the tensor; nothing is read outside the mapping.
+#pragma once
+#include <torch/torch.h>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace ovam {
+
+class SafetensorsFile : public std::enable_shared_from_this<SafetensorsFile> {
+ public:
+  struct Entry {
+    std::string name;
+    torch::ScalarType dtype;
+    std::vector<int64_t> shape;
+    size_t begin, end;  // offsets into the data section
+  };
+
+  // Maps the file and validates the header and every entry's extent.
+  static std::shared_ptr<SafetensorsFile> open(const std::string& path);
+  // Validates an in-memory buffer the same way (the tests feed malformed bytes through this).
+  static std::shared_ptr<SafetensorsFile> from_bytes(std::string bytes, const std::string& label);
+  ~SafetensorsFile();
+
+  const std::string& path() const { return path_; }
+  const std::vector<Entry>& entries() const { return entries_; }
+  const std::map<std::string, std::string>& metadata() const { return metadata_; }
+  bool contains(const std::string& name) const;
+  const Entry& entry(const std::string& name) const;
+  // A CPU tensor viewing the mapping, in the file's dtype; it keeps the mapping alive.
+  torch::Tensor tensor(const std::string& name) const;
+
+ private:
+  SafetensorsFile() = default;
+  void parse();
+
+  std::string path_;
+  const uint8_t* data_ = nullptr;  // whole file
+  size_t size_ = 0;
+  size_t data_offset_ = 0;  // start of the data section
+  bool mapped_ = false;
+  std::string owned_;  // backing store when built from bytes
+  std::vector<Entry> entries_;
+  std::map<std::string, size_t> index_;
+  std::map<std::string, std::string> metadata_;
+};
+
+// Writes tensors (any device/dtype among F32, F16, BF16, I64, I32, U8) with string metadata to
+// `path`, through a temporary file renamed into place so a failed write never leaves half a file.
+void save_safetensors(const std::string& path, const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
+                      const std::map<std::string, std::string>& metadata = {});
+
+}  // namespace ovam
