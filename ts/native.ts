@@ -1,0 +1,123 @@
+// The addon's surface as the TypeScript layer sees it (native/addon/*). Internal: users go
+// through index.ts. Every method that computes returns a promise resolved off the JS thread;
+// rejections carry a `code` (ERR_OVAM_*), mapped to error classes in errors.ts.
+import path from "node:path";
+
+export interface NativeTensor {
+  data: Float32Array | Uint8Array;
+  shape: number[];
+}
+
+export interface NativeLoadOptions {
+  device: string; // "cpu" | "cuda" | "cuda:N"
+  dtype: string; // "float32" | "float16" | "bfloat16"
+  threads: number; // 0 = the machine's cores
+}
+
+export interface NativeCaptureOptions {
+  enabled: boolean;
+  midBlock: boolean;
+  branch: "unconditional" | "conditional";
+  dtype: string; // storage dtype
+  streaming: boolean; // sum over steps (linear mode only)
+}
+
+export interface NativeGenerateOptions {
+  prompt: string;
+  negativePrompt: string;
+  steps: number;
+  guidanceScale: number;
+  width: number; // 0 = model default
+  height: number;
+  seed?: number; // integer < 2^53; undefined with no latents = random
+  latents?: NativeTensor; // [1, 4, h/8, w/8]
+  scheduler: string; // "" = model folder's
+  capture: NativeCaptureOptions;
+}
+
+// Per-step progress; returning nothing. Abort: call cancel() on the handle returned by start.
+export type StepCallback = (step: number, total: number) => void;
+
+export interface NativeAttributeOptions {
+  mode: "softmax" | "linear";
+  headActivation: "none" | "relu" | "sigmoid";
+  headAggregation: "sum" | "mean";
+  blockInterpolation: "bilinear" | "nearest" | "bicubic";
+  mapAggregation: "sum" | "mean";
+  mapActivation: "none" | "sigmoid" | "relu";
+  size: [number, number] | null; // null = the largest block (latent) size
+}
+
+// A text to attribute: a string (tokenised, encoded in 77-token windows) or raw embeddings [T, D].
+export type NativeText = { text: string } | { embeddings: NativeTensor };
+
+export interface NativeMaps {
+  maps: NativeTensor; // [T, H, W] float32
+  ids: number[]; // token ids (empty for raw embeddings)
+}
+
+export interface NativeOptimizeOptions {
+  text: string; // the word, e.g. "car"
+  context: string; // encoded in this context (defaults to the text itself in the TS layer)
+  initial?: NativeTensor; // start embedding [2, D] instead of encoding text
+  targets: NativeTensor[]; // one [2, H, W] float mask per generation: [background, object]
+  epochs: number;
+  lr: number;
+  stepSize: number;
+  gamma: number;
+  attribute: NativeAttributeOptions;
+}
+
+export interface NativeOptimizeResult {
+  embedding: NativeTensor; // best [2, D]
+  losses: number[]; // per epoch, before its step
+  initial: NativeTensor;
+}
+
+export interface NativeJob<T> {
+  promise: Promise<T>;
+  cancel(): void; // the job rejects with code ERR_OVAM_ABORTED within one step
+}
+
+export interface NativePipeline {
+  readonly folder: string;
+  readonly device: string;
+  readonly dtype: string;
+  readonly defaultScheduler: string;
+  readonly defaultSize: [number, number]; // [height, width]
+  readonly vaeScaleFactor: number;
+  readonly contextDim: number;
+  tokenize(text: string): { ids: number[]; tokens: string[] }; // cheap, synchronous
+  encodeText(text: string): Promise<NativeTensor>; // [T, D] in 77-token windows
+  generate(options: NativeGenerateOptions, onStep: StepCallback | null): NativeJob<NativeGeneration>;
+  loadGeneration(file: string): Promise<NativeGeneration>;
+  dispose(): void;
+}
+
+export interface NativeGeneration {
+  readonly width: number;
+  readonly height: number;
+  readonly pixels: Uint8Array; // RGB row-major
+  readonly image: NativeTensor; // [H, W, 3] float in [0, 1]
+  readonly latents: NativeTensor;
+  readonly attentionBytes: number;
+  readonly blocks: { name: string; heads: number; height: number; width: number; steps: number }[];
+  readonly metadata: string; // JSON of the generate options
+  attribute(text: NativeText, options: NativeAttributeOptions): Promise<NativeMaps>;
+  optimize(others: NativeGeneration[], options: NativeOptimizeOptions, onEpoch: ((epoch: number, loss: number) => void) | null): NativeJob<NativeOptimizeResult>;
+  save(file: string, metadata: string): Promise<void>; // safetensors + JSON metadata
+  dispose(): void;
+}
+
+export interface NativeAddon {
+  torchVersion: string;
+  cudaAvailable: boolean;
+  loadPipeline(folder: string, options: NativeLoadOptions): Promise<NativePipeline>;
+  saveTensors(file: string, tensors: Record<string, NativeTensor>, metadata: Record<string, string>): Promise<void>;
+  loadTensors(file: string): Promise<{ tensors: Record<string, NativeTensor>; metadata: Record<string, string> }>;
+  components: Record<string, (...args: unknown[]) => Promise<unknown>>;
+}
+
+// Prebuilt binaries (prebuildify) when present, else the local cmake-js build.
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+export const native: NativeAddon = require("node-gyp-build")(path.join(__dirname, ".."));
