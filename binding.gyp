@@ -42,7 +42,7 @@
       "libraries": [
         "-L<!(node scripts/libtorch-path.js lib)",
         "-Wl,-rpath,<!(node scripts/libtorch-path.js lib)",
-        "-ltorch", "-ltorch_cpu", "-lc10"
+        "-ltorch", "-ltorch_cpu", "-lc10", "-licuuc"
       ],
       "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED", "NAPI_CPP_EXCEPTIONS"],
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++17"],

@@ -3,6 +3,9 @@
 #pragma once
 #include <torch/torch.h>
 
+#include <set>
+#include <string>
+
 #include "util/json.h"
 #include "util/nn.h"
 
@@ -15,6 +18,34 @@ struct ClipTextConfig {
   double layer_norm_eps = 1e-5;
   static ClipTextConfig from(const Config& config);  // transformers' defaults for missing keys
 };
+
+// CLIPAttention: multi-head causal self-attention (q/k/v/out_proj, all with biases).
+class ClipAttentionImpl : public torch::nn::Module {
+ public:
+  ClipAttentionImpl(int64_t hidden, int64_t heads);
+  // x [B, T, D] → [B, T, D], each position attending to itself and earlier ones.
+  torch::Tensor forward(const torch::Tensor& x);
+
+ private:
+  int64_t heads_, head_dim_;
+  double scale_;  // head_dim^-0.5
+  nn::Linear q_proj_{nullptr}, k_proj_{nullptr}, v_proj_{nullptr}, out_proj_{nullptr};
+};
+TORCH_MODULE(ClipAttention);
+
+// One pre-LN encoder layer: x + self_attn(layer_norm1(x)), then x + mlp(layer_norm2(x)).
+class ClipEncoderLayerImpl : public torch::nn::Module {
+ public:
+  explicit ClipEncoderLayerImpl(const ClipTextConfig& config);
+  torch::Tensor forward(const torch::Tensor& x);
+
+ private:
+  bool quick_gelu_;
+  ClipAttention self_attn_{nullptr};
+  nn::LayerNorm layer_norm1_{nullptr}, layer_norm2_{nullptr};
+  nn::Linear fc1_{nullptr}, fc2_{nullptr};  // registered under "mlp"
+};
+TORCH_MODULE(ClipEncoderLayer);
 
 class ClipTextModelImpl : public torch::nn::Module {
  public:
@@ -30,8 +61,11 @@ class ClipTextModelImpl : public torch::nn::Module {
 
  private:
   ClipTextConfig config_;
-  // submodules: text_model.embeddings.{token,position}_embedding, text_model.encoder.layers.N…,
-  // text_model.final_layer_norm (registered under a "text_model" child).
+  // Registered as text_model.embeddings.{token,position}_embedding, text_model.encoder.layers.N,
+  // text_model.final_layer_norm.
+  nn::Embedding token_embedding_{nullptr}, position_embedding_{nullptr};
+  nn::List<ClipEncoderLayer> layers_;
+  nn::LayerNorm final_layer_norm_{nullptr};
 };
 TORCH_MODULE(ClipTextModel);
 

@@ -31,11 +31,12 @@ class ClipTokenizer {
   size_t vocab_size() const { return decoder_.size(); }
 
  private:
-  std::vector<std::string> bpe(const std::string& word) const;
+  // The BPE pieces (vocabulary strings) of one pre-token, given as UTF-8.
+  std::vector<std::string> bpe(const std::string& token) const;
   std::unordered_map<std::string, int64_t> encoder_;
   std::vector<std::string> decoder_;
   std::unordered_map<std::string, int64_t> merge_ranks_;  // "a b" -> rank
-  int64_t bos_ = 49406, eos_ = 49407, pad_ = 49407;
+  int64_t bos_ = 49406, eos_ = 49407, pad_ = 49407, unk_ = 49407;
 };
 
 }  // namespace ovam
