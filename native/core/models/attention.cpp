@@ -30,7 +30,7 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor
   if (!group_norm) return attend(x, context.defined() ? context : x);
   // The VAE's spatial form: [B, C, H, W] as a sequence of H·W tokens, normalised over channels groups.
   const auto b = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
-  auto tokens = group_norm(x.view({b, c, h * w})).transpose(1, 2);
+  auto tokens = group_norm(x.reshape({b, c, h * w})).transpose(1, 2);
   auto out = attend(tokens, tokens).transpose(1, 2).reshape({b, c, h, w});
   return out + x;
 }
