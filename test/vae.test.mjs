@@ -5,6 +5,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { golden, relL2, modelDir, native } from "./helpers/golden.mjs";
+import { readEntries, writeEntries } from "./helpers/safetensors-writer.mjs";
 
 const TOLERANCE = 1e-4; // relative L2 per component (test/fixtures/README.md)
 const asTensor = ({ data, shape }) => ({ data, shape });
@@ -40,26 +41,6 @@ for (const variant of ["sd1", "sd2"]) {
   });
 }
 
-// Rewrites a safetensors file with renamed (and reshaped) tensors; the data bytes stay as they are.
-function rewriteSafetensors(src, dst, rename) {
-  const buf = fs.readFileSync(src);
-  const n = Number(buf.readBigUInt64LE(0));
-  const header = JSON.parse(buf.subarray(8, 8 + n).toString("utf8"));
-  const out = {};
-  for (const [name, entry] of Object.entries(header)) {
-    if (name === "__metadata__") out[name] = entry;
-    else {
-      const [newName, shape] = rename(name, entry.shape);
-      out[newName] = { ...entry, shape };
-    }
-  }
-  let text = JSON.stringify(out);
-  text += " ".repeat((8 - (Buffer.byteLength(text) % 8)) % 8);
-  const size = Buffer.alloc(8);
-  size.writeBigUInt64LE(BigInt(Buffer.byteLength(text)));
-  fs.writeFileSync(dst, Buffer.concat([size, Buffer.from(text, "utf8"), buf.subarray(8 + n)]));
-}
-
 const LEGACY = { to_q: "query", to_k: "key", to_v: "value", "to_out.0": "proj_attn" };
 
 t.test("vae with pre-0.14 attention names and 1×1 conv shapes", async (t) => {
@@ -68,17 +49,18 @@ t.test("vae with pre-0.14 attention names and 1×1 conv shapes", async (t) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "ovam-legacy-vae-"));
   t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
   fs.copyFileSync(path.join(src, "config.json"), path.join(dir, "config.json"));
+  const { entries, metadata } = readEntries(path.join(src, "diffusion_pytorch_model.safetensors"));
   let renamed = 0;
-  rewriteSafetensors(path.join(src, "diffusion_pytorch_model.safetensors"), path.join(dir, "diffusion_pytorch_model.safetensors"),
-    (name, shape) => {
-      const m = name.match(/^(.*\.mid_block\.attentions\.0\.)(to_q|to_k|to_v|to_out\.0)\.(weight|bias)$/);
-      if (!m) return [name, shape];
-      renamed++;
-      return [`${m[1]}${LEGACY[m[2]]}.${m[3]}`, m[3] === "weight" ? [...shape, 1, 1] : shape];
-    });
+  const legacyEntries = entries.map((e) => {
+    const m = e.name.match(/^(.*\.mid_block\.attentions\.0\.)(to_q|to_k|to_v|to_out\.0)\.(weight|bias)$/);
+    if (!m) return e;
+    renamed++;
+    return { ...e, name: `${m[1]}${LEGACY[m[2]]}.${m[3]}`, shape: m[3] === "weight" ? [...e.shape, 1, 1] : e.shape };
+  });
+  writeEntries(path.join(dir, "diffusion_pytorch_model.safetensors"), legacyEntries, metadata);
   t.equal(renamed, 16, "encoder and decoder attention: 4 projections × (weight, bias) each");
-  const entries = await native().components.safetensors(path.join(dir, "diffusion_pytorch_model.safetensors"));
-  t.ok(entries.some((e) => e.name === "decoder.mid_block.attentions.0.query.weight" && e.shape.length === 4), "legacy file written");
+  const written = await native().components.safetensors(path.join(dir, "diffusion_pytorch_model.safetensors"));
+  t.ok(written.some((e) => e.name === "decoder.mid_block.attentions.0.query.weight" && e.shape.length === 4), "legacy file written");
 
   const latents = scaledLatents("sd1");
   const [legacy, current] = await Promise.all([

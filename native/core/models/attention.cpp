@@ -44,6 +44,8 @@ torch::Tensor AttentionImpl::attend(const torch::Tensor& x, const torch::Tensor&
     q = q.to(torch::kFloat32);
     k = k.to(torch::kFloat32);
   }
+  // q·kᵀ and probs·v, for the benchmarks' FLOP count (the projections count themselves).
+  nn::FlopCount::add(4.0 * double(b * heads * n * t * head_dim));
   // Not baddbmm on an uninitialised tensor (NaN in this libtorch build; see ENGINEERING.md).
   auto scores = torch::matmul(q, k.transpose(-1, -2)) * scale;
   if (upcast_softmax) scores = scores.to(torch::kFloat32);
