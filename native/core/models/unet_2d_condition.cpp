@@ -49,9 +49,8 @@ UNetConfig UNetConfig::from(const Config& c) {
   c.require_one_of("mid_block_type", u.mid_block_type, {"UNetMidBlock2DCrossAttn"});
   u.layers_per_block = c.get_int("layers_per_block", u.layers_per_block);
   // SD 1.x/2.x name the head count attention_head_dim; num_attention_heads, when set, wins.
-  u.heads = c.has("num_attention_heads") ? c.get_int_or_ints("num_attention_heads", 8, n)
-                                         : c.get_int_or_ints("attention_head_dim", 8, n);
   const char* heads_key = c.has("num_attention_heads") ? "num_attention_heads" : "attention_head_dim";
+  u.heads = c.get_int_or_ints(heads_key, 8, n);
   u.cross_attention_dim = c.get_int("cross_attention_dim", u.cross_attention_dim);
   u.norm_num_groups = c.get_int("norm_num_groups", u.norm_num_groups);
   if (c.json().contains("norm_num_groups") && c.json()["norm_num_groups"].is_null())
