@@ -82,6 +82,43 @@ void throw_js(Napi::Env env, const std::string& code, const std::string& message
   throw error;
 }
 
+void JobControl::report(double a, double b) {
+  if (!progress) return;
+  auto* values = new std::pair<double, double>(a, b);
+  auto status = progress.NonBlockingCall(values, [](Napi::Env env, Napi::Function fn, std::pair<double, double>* v) {
+    std::vector<napi_value> args{Napi::Number::New(env, v->first), Napi::Number::New(env, v->second)};
+    delete v;
+    // A throwing progress callback must not take the job down with it.
+    try {
+      fn.Call(args);
+    } catch (const Napi::Error&) {
+    }
+  });
+  if (status != napi_ok) delete values;
+}
+
+Napi::Object Job::queue_controlled(Napi::Env env, Napi::Value on_progress, ControlledWork work) {
+  auto control = std::make_shared<JobControl>();
+  if (on_progress.IsFunction())
+    control->progress = Napi::ThreadSafeFunction::New(env, on_progress.As<Napi::Function>(), "ovam-progress", 0, 1);
+  auto promise = queue(env, [control, work]() {
+    struct Release {
+      JobControl& c;
+      ~Release() {
+        if (c.progress) c.progress.Release();
+      }
+    } release{*control};
+    return work(*control);
+  });
+  auto handle = Napi::Object::New(env);
+  handle.Set("promise", promise);
+  handle.Set("cancel", Napi::Function::New(env, [control](const Napi::CallbackInfo& info) {
+    control->cancel = true;
+    return info.Env().Undefined();
+  }));
+  return handle;
+}
+
 Napi::Promise Job::queue(Napi::Env env, Work work) {
   auto* job = new Job(env, std::move(work));
   auto promise = job->deferred_.Promise();

@@ -4,6 +4,7 @@
 #include <napi.h>
 #include <torch/torch.h>
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <string>
@@ -21,12 +22,24 @@ bool get_bool(const Napi::Object& o, const char* key, bool fallback);
 // Throws a JS Error with `code` (our codes, or ERR_OVAM_INVALID_ARGUMENT for bad arguments).
 [[noreturn]] void throw_js(Napi::Env env, const std::string& code, const std::string& message);
 
+// What a long job can do while it runs: report progress to a JS callback (through a
+// thread-safe function) and see whether JS asked to cancel.
+class JobControl {
+ public:
+  std::atomic<bool> cancel{false};
+  void report(double a, double b);
+  Napi::ThreadSafeFunction progress;  // empty when no callback was given
+};
+
 // Runs `work` on the libuv pool; `done` turns its result into JS on the main thread.
 // Exceptions from `work` reject the promise with a coded error.
 class Job : public Napi::AsyncWorker {
  public:
   using Work = std::function<std::function<Napi::Value(Napi::Env)>()>;
   static Napi::Promise queue(Napi::Env env, Work work);
+  // The same with progress and cancellation: returns { promise, cancel() }.
+  using ControlledWork = std::function<std::function<Napi::Value(Napi::Env)>(JobControl&)>;
+  static Napi::Object queue_controlled(Napi::Env env, Napi::Value on_progress, ControlledWork work);
 
  private:
   Job(Napi::Env env, Work work);

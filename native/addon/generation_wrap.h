@@ -1,6 +1,29 @@
+// JS handle of a generation: image, latents, capture; attribute, optimize, save.
 #pragma once
 #include <napi.h>
 
+#include <memory>
+
+#include "pipelines/stable_diffusion.h"
+
 namespace ovam::addon {
+
+class GenerationWrap : public Napi::ObjectWrap<GenerationWrap> {
+ public:
+  static Napi::Function define(Napi::Env env);
+  static Napi::Object wrap(Napi::Env env, std::shared_ptr<StableDiffusion> pipeline, std::shared_ptr<Generation> generation);
+  explicit GenerationWrap(const Napi::CallbackInfo& info);
+
+ private:
+  std::shared_ptr<Generation> get(Napi::Env env) const;
+  Napi::Value Attribute(const Napi::CallbackInfo& info);
+  Napi::Value Optimize(const Napi::CallbackInfo& info);
+  Napi::Value Save(const Napi::CallbackInfo& info);
+  Napi::Value Dispose(const Napi::CallbackInfo& info);
+  std::shared_ptr<StableDiffusion> pipeline_;
+  std::shared_ptr<Generation> generation_;
+};
+
 void init_generation(Napi::Env env, Napi::Object exports);
+
 }  // namespace ovam::addon

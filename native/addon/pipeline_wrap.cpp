@@ -1,5 +1,216 @@
 #include "addon/pipeline_wrap.h"
 
+#include "addon/convert.h"
+#include "addon/generation_wrap.h"
+#include "pipelines/generation_file.h"
+#include "util/errors.h"
+#include "util/safetensors.h"
+
 namespace ovam::addon {
-void init_pipeline(Napi::Env env, Napi::Object exports) {}
+
+namespace {
+Napi::FunctionReference* constructor = nullptr;  // one per process: the addon is loaded once
+
+CaptureOptions capture_from(const Napi::Object& o) {
+  CaptureOptions c;
+  c.enabled = get_bool(o, "enabled", true);
+  c.mid_block = get_bool(o, "midBlock", false);
+  c.branch = get_string(o, "branch", "unconditional");
+  if (c.branch != "unconditional" && c.branch != "conditional")
+    throw_js(o.Env(), code::kInvalidArgument, "capture.branch \"" + c.branch + "\"; accepted: unconditional, conditional");
+  c.dtype = parse_dtype(get_string(o, "dtype", "float32"));
+  c.streaming = get_bool(o, "streaming", false);
+  return c;
+}
+}  // namespace
+
+Napi::Function PipelineWrap::define(Napi::Env env) {
+  auto fn = DefineClass(env, "Pipeline",
+                        {InstanceMethod("tokenize", &PipelineWrap::Tokenize),
+                         InstanceMethod("encodeText", &PipelineWrap::EncodeText),
+                         InstanceMethod("generate", &PipelineWrap::Generate),
+                         InstanceMethod("loadGeneration", &PipelineWrap::LoadGeneration),
+                         InstanceMethod("dispose", &PipelineWrap::Dispose)});
+  constructor = new Napi::FunctionReference(Napi::Persistent(fn));
+  return fn;
+}
+
+Napi::Object PipelineWrap::wrap(Napi::Env env, std::shared_ptr<StableDiffusion> pipeline) {
+  auto holder = new std::shared_ptr<StableDiffusion>(std::move(pipeline));
+  auto external = Napi::External<std::shared_ptr<StableDiffusion>>::New(
+      env, holder, [](Napi::Env, std::shared_ptr<StableDiffusion>* p) { delete p; });
+  auto object = constructor->New({external});
+  auto sd = *holder;
+  object.Set("folder", sd->folder);
+  object.Set("device", sd->device.str());
+  object.Set("dtype", std::string(c10::toString(sd->dtype)));
+  object.Set("defaultScheduler", sd->scheduler_class);
+  const int64_t side = sd->unet->config().sample_size * sd->vae_scale_factor();
+  auto size = Napi::Array::New(env, 2);
+  size.Set(0u, Napi::Number::New(env, double(side)));
+  size.Set(1u, Napi::Number::New(env, double(side)));
+  object.Set("defaultSize", size);
+  object.Set("vaeScaleFactor", Napi::Number::New(env, double(sd->vae_scale_factor())));
+  object.Set("contextDim", Napi::Number::New(env, double(sd->text_encoder->config().hidden_size)));
+  return object;
+}
+
+PipelineWrap::PipelineWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<PipelineWrap>(info) {
+  if (info.Length() < 1 || !info[0].IsExternal())
+    throw_js(info.Env(), code::kInvalidArgument, "Pipeline objects come from loadPipeline()");
+  pipeline_ = *info[0].As<Napi::External<std::shared_ptr<StableDiffusion>>>().Data();
+}
+
+std::shared_ptr<StableDiffusion> PipelineWrap::get(Napi::Env env) const {
+  if (!pipeline_) throw_js(env, "ERR_OVAM_DISPOSED", "this pipeline was disposed");
+  return pipeline_;
+}
+
+Napi::Value PipelineWrap::Tokenize(const Napi::CallbackInfo& info) {
+  auto sd = get(info.Env());
+  if (info.Length() < 1 || !info[0].IsString()) throw_js(info.Env(), code::kInvalidArgument, "tokenize(text): text must be a string");
+  auto ids = sd->tokenizer.encode(info[0].As<Napi::String>().Utf8Value());
+  auto env = info.Env();
+  auto id_list = Napi::Array::New(env, ids.size()), tokens = Napi::Array::New(env, ids.size());
+  for (size_t i = 0; i < ids.size(); ++i) {
+    id_list.Set(uint32_t(i), Napi::Number::New(env, double(ids[i])));
+    tokens.Set(uint32_t(i), sd->tokenizer.token_text(ids[i]));
+  }
+  auto out = Napi::Object::New(env);
+  out.Set("ids", id_list);
+  out.Set("tokens", tokens);
+  return out;
+}
+
+Napi::Value PipelineWrap::EncodeText(const Napi::CallbackInfo& info) {
+  auto sd = get(info.Env());
+  if (info.Length() < 1 || !info[0].IsString()) throw_js(info.Env(), code::kInvalidArgument, "encodeText(text): text must be a string");
+  auto text = info[0].As<Napi::String>().Utf8Value();
+  return Job::queue(info.Env(), [sd, text]() {
+    auto out = sd->encode_tokens(sd->tokenizer.encode(text));
+    return [out](Napi::Env env) -> Napi::Value { return tensor_to_js(env, out); };
+  });
+}
+
+Napi::Value PipelineWrap::Generate(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  auto sd = get(env);
+  if (info.Length() < 1 || !info[0].IsObject()) throw_js(env, code::kInvalidArgument, "generate(options): options must be an object");
+  auto o = info[0].As<Napi::Object>();
+  GenerateOptions g;
+  g.prompt = get_string(o, "prompt", "");
+  g.negative_prompt = get_string(o, "negativePrompt", "");
+  g.steps = int64_t(get_number(o, "steps", 50));
+  g.guidance_scale = get_number(o, "guidanceScale", 7.5);
+  g.width = int64_t(get_number(o, "width", 0));
+  g.height = int64_t(get_number(o, "height", 0));
+  if (o.Get("seed").IsNumber()) g.seed = uint64_t(o.Get("seed").As<Napi::Number>().Int64Value());
+  if (o.Get("latents").IsObject()) g.latents = tensor_from_js(o.Get("latents"), "latents");
+  g.scheduler = get_string(o, "scheduler", "");
+  if (o.Get("capture").IsObject()) g.capture = capture_from(o.Get("capture").As<Napi::Object>());
+  Napi::Value on_step = info.Length() > 1 ? info[1] : env.Undefined();
+  return Job::queue_controlled(env, on_step, [sd, g](JobControl& control) {
+    Progress progress;
+    progress.cancel = &control.cancel;
+    progress.on_step = [&control](int64_t step, int64_t total) { control.report(double(step), double(total)); };
+    auto generation = std::make_shared<Generation>(sd->generate(g, progress));
+    return [sd, generation](Napi::Env env) -> Napi::Value { return GenerationWrap::wrap(env, sd, generation); };
+  });
+}
+
+Napi::Value PipelineWrap::LoadGeneration(const Napi::CallbackInfo& info) {
+  auto sd = get(info.Env());
+  if (info.Length() < 1 || !info[0].IsString()) throw_js(info.Env(), code::kInvalidArgument, "loadGeneration(file): file must be a string");
+  auto file = info[0].As<Napi::String>().Utf8Value();
+  return Job::queue(info.Env(), [sd, file]() {
+    std::string user;
+    auto generation = std::make_shared<Generation>(load_generation(file, *sd, &user));
+    return [sd, generation, user](Napi::Env env) -> Napi::Value {
+      auto object = GenerationWrap::wrap(env, sd, generation);
+      object.Set("userMetadata", user);
+      return object;
+    };
+  });
+}
+
+Napi::Value PipelineWrap::Dispose(const Napi::CallbackInfo& info) {
+  pipeline_.reset();  // running jobs keep their own reference until they finish
+  return info.Env().Undefined();
+}
+
+namespace {
+Napi::Value LoadPipeline(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) throw_js(env, code::kInvalidArgument, "loadPipeline(folder, options): folder must be a string");
+  auto folder = info[0].As<Napi::String>().Utf8Value();
+  PipelineOptions options;
+  if (info.Length() > 1 && info[1].IsObject()) {
+    auto o = info[1].As<Napi::Object>();
+    options.device = get_string(o, "device", "cpu");
+    options.dtype = get_string(o, "dtype", "float32");
+    options.threads = int(get_number(o, "threads", 0));
+  }
+  return Job::queue(env, [folder, options]() {
+    auto sd = StableDiffusion::load(folder, options);
+    return [sd](Napi::Env env) -> Napi::Value { return PipelineWrap::wrap(env, sd); };
+  });
+}
+
+std::vector<std::pair<std::string, torch::Tensor>> named_tensors(const Napi::Object& o) {
+  std::vector<std::pair<std::string, torch::Tensor>> out;
+  auto keys = o.GetPropertyNames();
+  for (uint32_t i = 0; i < keys.Length(); ++i) {
+    auto key = keys.Get(i).As<Napi::String>().Utf8Value();
+    out.emplace_back(key, tensor_from_js(o.Get(key), "tensors." + key));
+  }
+  return out;
+}
+
+Napi::Value SaveTensors(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  if (info.Length() < 3 || !info[0].IsString() || !info[1].IsObject() || !info[2].IsObject())
+    throw_js(env, code::kInvalidArgument, "saveTensors(file, tensors, metadata)");
+  auto file = info[0].As<Napi::String>().Utf8Value();
+  auto tensors = named_tensors(info[1].As<Napi::Object>());
+  std::map<std::string, std::string> metadata;
+  auto m = info[2].As<Napi::Object>();
+  auto keys = m.GetPropertyNames();
+  for (uint32_t i = 0; i < keys.Length(); ++i) {
+    auto key = keys.Get(i).As<Napi::String>().Utf8Value();
+    metadata[key] = m.Get(key).ToString().Utf8Value();
+  }
+  return Job::queue(env, [file, tensors, metadata]() {
+    save_safetensors(file, tensors, metadata);
+    return [](Napi::Env env) -> Napi::Value { return env.Undefined(); };
+  });
+}
+
+Napi::Value LoadTensors(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) throw_js(env, code::kInvalidArgument, "loadTensors(file): file must be a string");
+  auto path = info[0].As<Napi::String>().Utf8Value();
+  return Job::queue(env, [path]() {
+    auto file = SafetensorsFile::open(path);
+    std::vector<std::pair<std::string, torch::Tensor>> tensors;
+    for (const auto& e : file->entries()) tensors.emplace_back(e.name, file->tensor(e.name).to(torch::kFloat32));
+    auto metadata = file->metadata();
+    return [tensors, metadata](Napi::Env env) -> Napi::Value {
+      auto out = Napi::Object::New(env), t = Napi::Object::New(env), m = Napi::Object::New(env);
+      for (const auto& [name, tensor] : tensors) t.Set(name, tensor_to_js(env, tensor));
+      for (const auto& [k, v] : metadata) m.Set(k, v);
+      out.Set("tensors", t);
+      out.Set("metadata", m);
+      return out;
+    };
+  });
+}
+}  // namespace
+
+void init_pipeline(Napi::Env env, Napi::Object exports) {
+  exports.Set("Pipeline", PipelineWrap::define(env));
+  exports.Set("loadPipeline", Napi::Function::New(env, LoadPipeline));
+  exports.Set("saveTensors", Napi::Function::New(env, SaveTensors));
+  exports.Set("loadTensors", Napi::Function::New(env, LoadTensors));
+}
+
 }  // namespace ovam::addon

@@ -1,1 +1,60 @@
 #include "ovam/attention_store.h"
+
+#include "util/errors.h"
+
+namespace ovam {
+
+void AttentionStore::on_cross_attention(const std::string& block, AttentionImpl& attention,
+                                        const torch::Tensor& hidden_states, int64_t height, int64_t width) {
+  if (!options_.enabled) return;
+  const bool mid = block.rfind("mid_block", 0) == 0;
+  if (mid && !options_.mid_block) return;
+  // Without CFG (batch of one) there is only the conditional row.
+  const int64_t row = (batch_rows_ > 1 && options_.branch == "conditional") ? 1 : 0;
+  torch::NoGradGuard no_grad;
+  const int64_t heads = attention.heads, head_dim = attention.head_dim, n = height * width;
+  // [h·w, heads·d] → [heads, h·w, d]: the layout attribution reads.
+  auto q = attention.to_q->forward(hidden_states[row]).view({n, heads, head_dim}).transpose(0, 1);
+  q = q.to(options_.dtype);
+
+  auto it = index_.find(block);
+  if (it == index_.end()) {
+    StoredBlock b;
+    b.name = block;
+    b.heads = heads;
+    b.head_dim = head_dim;
+    b.height = height;
+    b.width = width;
+    b.scale = attention.scale;
+    const int64_t slots = options_.streaming ? 1 : total_steps_;
+    b.queries = torch::zeros({heads, slots, n, head_dim}, q.options());
+    it = index_.emplace(block, blocks_.size()).first;
+    blocks_.push_back(std::move(b));
+  }
+  StoredBlock& b = blocks_[it->second];
+  if (options_.streaming) {
+    b.queries.select(1, 0).add_(q);
+  } else {
+    if (step_ >= total_steps_) throw Error(code::kInternal, "attention store: step " + std::to_string(step_) + " past its " + std::to_string(total_steps_) + " slots");
+    b.queries.select(1, step_).copy_(q);
+  }
+  b.steps += 1;
+}
+
+int64_t AttentionStore::bytes() const {
+  int64_t total = 0;
+  for (const auto& b : blocks_) total += b.queries.numel() * b.queries.element_size();
+  return total;
+}
+
+std::shared_ptr<AttentionStore> AttentionStore::from_blocks(CaptureOptions options, int64_t steps,
+                                                            std::vector<StoredBlock> blocks) {
+  auto store = std::make_shared<AttentionStore>(std::move(options), steps);
+  for (auto& b : blocks) {
+    store->index_[b.name] = store->blocks_.size();
+    store->blocks_.push_back(std::move(b));
+  }
+  return store;
+}
+
+}  // namespace ovam

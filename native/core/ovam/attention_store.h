@@ -19,16 +19,26 @@ struct CaptureOptions {
   bool streaming = false;                  // sum queries over steps (exact for linear maps only)
 };
 
+// Queries laid out for attribution's read: [heads, steps, h·w, head_dim], so one batched matmul per
+// block covers every step and head. A streaming store keeps steps = 1, the running sum.
 struct StoredBlock {
   std::string name;  // module path, e.g. "up_blocks.1.attentions.0.transformer_blocks.0.attn2"
   int64_t heads = 0, head_dim = 0, height = 0, width = 0;
-  std::vector<torch::Tensor> queries;  // per step [h·w, heads·head_dim] (streaming: one, the sum)
-  int64_t steps = 0;
+  double scale = 0;      // the attention's softmax scale, head_dim^-0.5
+  torch::Tensor queries;  // [heads, steps, h·w, head_dim] in the capture dtype, on the compute device
+  int64_t steps = 0;      // evaluations recorded (streaming: summed into one slot)
 };
 
 class AttentionStore : public CrossAttentionObserver {
  public:
-  explicit AttentionStore(CaptureOptions options) : options_(std::move(options)) {}
+  // `steps`: the number of UNet evaluations of the run (slots to allocate per block).
+  AttentionStore(CaptureOptions options, int64_t steps) : options_(std::move(options)), total_steps_(steps) {}
+  // The pipeline says which evaluation the next forward is; `batch_rows` tells where the chosen
+  // CFG branch lies (row 0 unconditional, row 1 conditional; a batch of 1 has no CFG).
+  void begin_step(int64_t step, int64_t batch_rows) {
+    step_ = step;
+    batch_rows_ = batch_rows;
+  }
   void on_cross_attention(const std::string& block, AttentionImpl& attention, const torch::Tensor& hidden_states,
                           int64_t height, int64_t width) override;
 
@@ -36,9 +46,13 @@ class AttentionStore : public CrossAttentionObserver {
   const std::vector<StoredBlock>& blocks() const { return blocks_; }
   std::vector<StoredBlock>& blocks() { return blocks_; }
   int64_t bytes() const;
+  int64_t total_steps() const { return total_steps_; }
+  // Rebuilds a store from saved blocks (generation files).
+  static std::shared_ptr<AttentionStore> from_blocks(CaptureOptions options, int64_t steps, std::vector<StoredBlock> blocks);
 
  private:
   CaptureOptions options_;
+  int64_t total_steps_ = 0, step_ = 0, batch_rows_ = 2;
   std::vector<StoredBlock> blocks_;
   std::map<std::string, size_t> index_;
 };

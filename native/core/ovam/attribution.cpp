@@ -1,1 +1,107 @@
-// Stub
+#include "ovam/attribution.h"
+
+#include <map>
+
+#include "util/errors.h"
+
+namespace ovam {
+
+namespace {
+
+namespace F = torch::nn::functional;
+
+void require(const std::string& option, const std::string& value, std::initializer_list<const char*> accepted) {
+  std::string list;
+  for (const char* a : accepted) {
+    if (value == a) return;
+    list += (list.empty() ? "" : ", ") + std::string(a);
+  }
+  throw Error(code::kInvalidArgument, "attribute option " + option + " = \"" + value + "\"; accepted: " + list);
+}
+
+torch::Tensor activate(const torch::Tensor& x, const std::string& activation) {
+  if (activation == "relu") return torch::relu(x);
+  if (activation == "sigmoid") return torch::sigmoid(x);
+  if (activation == "tanh") return torch::tanh(x);
+  if (activation == "sigmoid+relu") return torch::relu(torch::sigmoid(x) * 2 - 1);
+  if (activation == "clamp") return torch::clamp(x, 0, 1);
+  return x;
+}
+
+torch::Tensor aggregate(const torch::Tensor& x, const std::string& aggregation, int64_t dim) {
+  return aggregation == "mean" ? x.mean(dim) : x.sum(dim);
+}
+
+torch::Tensor resize(const torch::Tensor& maps, std::vector<int64_t> size, const std::string& mode) {
+  if (maps.size(-2) == size[0] && maps.size(-1) == size[1]) return maps;
+  auto options = F::InterpolateFuncOptions().size(size);
+  if (mode == "nearest") options.mode(torch::kNearest);
+  else if (mode == "bicubic") options.mode(torch::kBicubic).align_corners(false);
+  else options.mode(torch::kBilinear).align_corners(false);
+  return F::interpolate(maps.unsqueeze(0), options).squeeze(0);
+}
+
+// One block: [T, h, w]. Queries [heads, S, n, d] are scored against keys [heads, T, d] in one
+// batched product over steps and heads.
+torch::Tensor block_maps(const StoredBlock& block, const torch::Tensor& keys, const AttributionOptions& options) {
+  const int64_t heads = block.heads, n = block.height * block.width;
+  auto q = block.queries.to(keys.scalar_type());
+  torch::Tensor per_head;  // [heads, n, T]
+  if (options.mode == "linear") {
+    // Linear in the queries: summing steps first is exact and reads the store once.
+    per_head = torch::matmul(q.sum(1), keys.transpose(1, 2)) * block.scale;
+  } else {
+    auto scores = torch::matmul(q.view({heads, -1, block.head_dim}), keys.transpose(1, 2)) * block.scale;
+    per_head = torch::softmax(scores, -1).view({heads, q.size(1), n, -1}).sum(1);
+  }
+  auto maps = aggregate(activate(per_head, options.head_activation), options.head_aggregation, 0);  // [n, T]
+  return maps.transpose(0, 1).reshape({-1, block.height, block.width});
+}
+
+}  // namespace
+
+void AttributionOptions::validate() const {
+  require("mode", mode, {"softmax", "linear"});
+  require("headActivation", head_activation, {"none", "relu", "sigmoid", "tanh", "sigmoid+relu", "clamp"});
+  require("headAggregation", head_aggregation, {"sum", "mean"});
+  require("blockInterpolation", block_interpolation, {"bilinear", "nearest", "bicubic"});
+  require("mapAggregation", map_aggregation, {"sum", "mean"});
+  require("mapActivation", map_activation, {"none", "relu", "sigmoid", "tanh", "sigmoid+relu", "clamp"});
+  if (size && (size->first <= 0 || size->second <= 0))
+    throw Error(code::kInvalidArgument, "attribute option size must be two positive integers");
+}
+
+torch::Tensor attribute(UNet2DConditionModelImpl& unet, const AttentionStore& store, const torch::Tensor& embeddings,
+                        const AttributionOptions& options) {
+  options.validate();
+  if (store.blocks().empty())
+    throw Error(code::kInvalidArgument, "this generation holds no attention (it was made with capture disabled)");
+  if (store.options().streaming && options.mode != "linear")
+    throw Error(code::kInvalidArgument, "a streaming capture sums queries over steps, which is exact only for mode \"linear\"");
+  std::map<std::string, Attention> attentions;
+  for (auto& [name, attention] : unet.cross_attentions()) attentions.emplace(name, attention);
+
+  std::vector<int64_t> grid{0, 0};
+  for (const auto& b : store.blocks()) {
+    grid[0] = std::max(grid[0], b.height);
+    grid[1] = std::max(grid[1], b.width);
+  }
+  torch::Tensor total;
+  for (const auto& block : store.blocks()) {
+    auto it = attentions.find(block.name);
+    if (it == attentions.end()) throw Error(code::kInvalidArgument, "stored block " + block.name + " is not in this UNet");
+    auto& attention = *it->second;
+    auto x = embeddings.to(attention.to_k->weight.device(), attention.to_k->weight.scalar_type());
+    // Keys in float32 so maps are accumulated in float32 whatever the compute dtype.
+    auto keys = attention.to_k->forward(x).to(block.queries.device(), torch::kFloat32);
+    keys = keys.view({-1, block.heads, block.head_dim}).transpose(0, 1);  // [heads, T, d]
+    auto maps = resize(block_maps(block, keys, options), grid, options.block_interpolation);
+    total = total.defined() ? total + maps : maps;
+  }
+  if (options.map_aggregation == "mean") total = total / double(store.blocks().size());
+  total = activate(total, options.map_activation);
+  if (options.size) total = resize(total, {options.size->first, options.size->second}, "bilinear");
+  return total;
+}
+
+}  // namespace ovam

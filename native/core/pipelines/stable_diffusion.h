@@ -60,10 +60,12 @@ class StableDiffusion {
  public:
   static std::shared_ptr<StableDiffusion> load(const std::string& folder, const PipelineOptions& options);
 
-  // ids → last hidden state [1, 77, D] in compute dtype on the device. Longer texts are encoded in
-  // 77-token windows (75 tokens + bos/eos each) and concatenated.
+  // Padded ids → last hidden state [1, 77, D] (prompts: diffusers truncates at 77 tokens).
   torch::Tensor encode_ids(const std::vector<int64_t>& padded_ids);
   torch::Tensor encode_prompt(const std::string& text);
+  // Unpadded ids (bos … eos) → [T, D], as OVAM encodes attribution texts; texts over 77 tokens are
+  // encoded in windows of 75 and joined, so any length works.
+  torch::Tensor encode_tokens(const std::vector<int64_t>& ids);
   Generation generate(const GenerateOptions& options, const Progress& progress = {});
   int64_t vae_scale_factor() const;
 

@@ -8,6 +8,16 @@ torch::TensorOptions& build_options() {
 }
 
 namespace {
+thread_local FlopCount* active_count = nullptr;
+}  // namespace
+
+FlopCount::FlopCount() : previous_(active_count) { active_count = this; }
+FlopCount::~FlopCount() { active_count = previous_; }
+void FlopCount::add(double flops) {
+  if (active_count) active_count->flops += flops;
+}
+
+namespace {
 torch::Tensor make(at::IntArrayRef shape) { return torch::empty(shape, build_options()); }
 }  // namespace
 
@@ -15,7 +25,10 @@ LinearImpl::LinearImpl(int64_t in, int64_t out, bool with_bias) {
   weight = register_parameter("weight", make({out, in}), false);
   if (with_bias) bias = register_parameter("bias", make({out}), false);
 }
-torch::Tensor LinearImpl::forward(const torch::Tensor& x) { return torch::linear(x, weight, bias); }
+torch::Tensor LinearImpl::forward(const torch::Tensor& x) {
+  FlopCount::add(2.0 * double(x.numel()) * double(weight.size(0)));
+  return torch::linear(x, weight, bias);
+}
 
 Conv2dImpl::Conv2dImpl(int64_t in, int64_t out, int64_t kernel, int64_t stride_, int64_t padding_, bool with_bias)
     : stride(stride_), padding(padding_) {
@@ -23,7 +36,9 @@ Conv2dImpl::Conv2dImpl(int64_t in, int64_t out, int64_t kernel, int64_t stride_,
   if (with_bias) bias = register_parameter("bias", make({out}), false);
 }
 torch::Tensor Conv2dImpl::forward(const torch::Tensor& x) {
-  return torch::conv2d(x, weight, bias, {stride, stride}, {padding, padding});
+  auto y = torch::conv2d(x, weight, bias, {stride, stride}, {padding, padding});
+  FlopCount::add(2.0 * double(y.numel()) * double(weight.size(1) * weight.size(2) * weight.size(3)));
+  return y;
 }
 
 GroupNormImpl::GroupNormImpl(int64_t groups_, int64_t channels, double eps_) : groups(groups_), eps(eps_) {

@@ -49,7 +49,9 @@ std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
   file->path_ = path;
   file->size_ = static_cast<size_t>(st.st_size);
   if (file->size_ > 0) {
-    void* mem = mmap(nullptr, file->size_, PROT_READ, MAP_PRIVATE, fd, 0);
+    // Copy-on-write: parameters may view this memory, and an in-place write to one must not
+    // fault on a read-only page (nor reach the file).
+    void* mem = mmap(nullptr, file->size_, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
     ::close(fd);
     if (mem == MAP_FAILED) fail(path, std::string("mmap failed: ") + std::strerror(errno));
     file->data_ = static_cast<const uint8_t*>(mem);
@@ -105,12 +107,14 @@ void SafetensorsFile::parse() {
     auto d = std::find_if(std::begin(kDtypes), std::end(kDtypes), [&](const DtypeName& x) { return dtype == x.name; });
     if (d == std::end(kDtypes)) fail(path_, where + "unknown dtype \"" + dtype + "\" (accepted: F32, F16, BF16, F64, I64, I32, I16, I8, U8, BOOL)");
     e.dtype = d->type;
+    // Bounding the element count (and each size, which a zero elsewhere would not) keeps
+    // count × element size within int64: no wrapped byte count can pass the size check below.
+    constexpr uint64_t kMaxElements = uint64_t(1) << 59;
     uint64_t count = 1;
     for (const auto& s : v["shape"]) {
-      if (!s.is_number_unsigned() && !(s.is_number_integer() && s.get<int64_t>() >= 0))
-        fail(path_, where + "shape entries must be non-negative integers");
+      if (!s.is_number_unsigned()) fail(path_, where + "shape entries must be non-negative integers");
       uint64_t dim = s.get<uint64_t>();
-      if (dim != 0 && count > (uint64_t(1) << 62) / dim) fail(path_, where + "shape is too large");
+      if (dim > kMaxElements || (dim != 0 && count > kMaxElements / dim)) fail(path_, where + "shape is too large");
       count *= dim;
       e.shape.push_back(static_cast<int64_t>(dim));
     }
@@ -118,9 +122,10 @@ void SafetensorsFile::parse() {
     if (!off[0].is_number_unsigned() || !off[1].is_number_unsigned())
       fail(path_, where + "data_offsets must be non-negative integers");
     uint64_t begin = off[0].get<uint64_t>(), end = off[1].get<uint64_t>();
-    if (begin > end || end > data_size)
-      fail(path_, where + "data_offsets [" + std::to_string(begin) + ", " + std::to_string(end) +
-                      "] out of range of the " + std::to_string(data_size) + "-byte data section");
+    const std::string offsets = "data_offsets [" + std::to_string(begin) + ", " + std::to_string(end) + "]";
+    if (begin > end) fail(path_, where + offsets + ": end is before begin");
+    if (end > data_size)
+      fail(path_, where + offsets + " out of range of the " + std::to_string(data_size) + "-byte data section");
     const uint64_t bytes = count * torch::elementSize(e.dtype);
     if (end - begin != bytes)
       fail(path_, where + "holds " + std::to_string(end - begin) + " bytes, its dtype and shape need " +
@@ -130,13 +135,18 @@ void SafetensorsFile::parse() {
     index_[name] = entries_.size();
     entries_.push_back(std::move(e));
   }
-  // Overlapping extents would alias two tensors' storage: reject them.
+  // Overlapping extents would alias two tensors' storage: reject them. Compared against the
+  // furthest-reaching extent so far, not just the previous one (which may be short or empty).
   std::vector<const Entry*> sorted;
-  for (const auto& e : entries_) sorted.push_back(&e);
+  for (const auto& e : entries_)
+    if (e.end > e.begin) sorted.push_back(&e);
   std::sort(sorted.begin(), sorted.end(), [](const Entry* a, const Entry* b) { return a->begin < b->begin; });
-  for (size_t i = 1; i < sorted.size(); ++i)
-    if (sorted[i]->begin < sorted[i - 1]->end && sorted[i]->begin != sorted[i]->end)
-      fail(path_, "tensors \"" + sorted[i - 1]->name + "\" and \"" + sorted[i]->name + "\" overlap");
+  const Entry* reach = nullptr;
+  for (const Entry* e : sorted) {
+    if (reach && e->begin < reach->end)
+      fail(path_, "tensors \"" + reach->name + "\" and \"" + e->name + "\" overlap");
+    if (!reach || e->end > reach->end) reach = e;
+  }
 }
 
 bool SafetensorsFile::contains(const std::string& name) const { return index_.count(name) > 0; }

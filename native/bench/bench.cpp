@@ -1,0 +1,273 @@
+// Native benchmarks: links the core directly. For each case it prints the median time of several
+// runs after a warm-up, the work done (FLOPs, bytes of attention store read) and the achieved
+// rate beside this machine's ceilings measured in the same run (SGEMM GFLOP/s, copy GB/s).
+//
+//   ovam_bench [--quick] [--device cpu|cuda] [--threads N] [--runs N] [--json FILE]
+//              [--tiny DIR] [--arch FILE.json] [--size PX]
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <iostream>
+#include <thread>
+
+#include "ovam/attribution.h"
+#include "ovam/optimize.h"
+#include "pipelines/generation_file.h"
+#include "pipelines/stable_diffusion.h"
+#include "schedulers/scheduler.h"
+#include "util/errors.h"
+#include "util/json.h"
+#include "util/nn.h"
+#include "util/weights.h"
+
+using namespace ovam;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Args {
+  bool quick = false;
+  std::string device = "cpu", json = "bench-results.json", tiny = "models/tiny-sd1";
+  std::string arch = "test/fixtures/architectures/sd15.json";
+  int threads = 0, runs = 5;
+  int64_t size = 256;
+};
+
+void sync(const torch::Device& device) {
+  if (device.is_cuda()) torch::cuda::synchronize();
+}
+
+// Median seconds of `runs` calls after one warm-up call.
+double median_time(int runs, const torch::Device& device, const std::function<void()>& fn) {
+  fn();
+  sync(device);
+  std::vector<double> times;
+  for (int i = 0; i < runs; ++i) {
+    auto start = std::chrono::steady_clock::now();
+    fn();
+    sync(device);
+    times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  }
+  std::sort(times.begin(), times.end());
+  return times[times.size() / 2];
+}
+
+struct Row {
+  std::string model, name;
+  double seconds = 0, flops = 0, bytes = 0;
+  std::string note;
+};
+
+class Report {
+ public:
+  double gflops_ceiling = 0, copy_gbs = 0;
+  void add(Row r) {
+    print(r);
+    rows_.push_back(std::move(r));
+  }
+  void print_header() const {
+    std::printf("%-8s %-36s %11s %10s %10s %9s %9s  %s\n", "model", "case", "median ms", "GFLOP", "GFLOP/s", "% SGEMM",
+                "MB read", "note");
+  }
+  void print(const Row& r) const {
+    const double gflops = r.flops / 1e9, rate = r.seconds > 0 ? gflops / r.seconds : 0;
+    std::printf("%-8s %-36s %11.3f %10.3f %10.1f %8.1f%% %9.2f  %s\n", r.model.c_str(), r.name.c_str(), r.seconds * 1e3,
+                gflops, rate, gflops_ceiling > 0 ? 100 * rate / gflops_ceiling : 0, r.bytes / 1e6, r.note.c_str());
+    std::fflush(stdout);
+  }
+  void write(const std::string& file, const Args& args) const {
+    Json out;
+    out["device"] = args.device;
+    out["threads"] = at::get_num_threads();
+    out["torch"] = TORCH_VERSION;
+    out["ceilings"] = {{"sgemm_gflops", gflops_ceiling}, {"copy_gbs", copy_gbs}};
+    out["cases"] = Json::array();
+    for (const auto& r : rows_)
+      out["cases"].push_back({{"model", r.model}, {"case", r.name}, {"median_s", r.seconds}, {"flops", r.flops},
+                              {"gflops_per_s", r.seconds > 0 ? r.flops / 1e9 / r.seconds : 0}, {"bytes_read", r.bytes},
+                              {"note", r.note}});
+    std::ofstream(file) << out.dump(2) << "\n";
+  }
+
+ private:
+  std::vector<Row> rows_;
+};
+
+void measure_ceilings(Report& report, const Args& args, const torch::Device& device) {
+  const int64_t n = device.is_cuda() ? 8192 : 2048;
+  auto a = torch::randn({n, n}, torch::TensorOptions().device(device)), b = torch::randn({n, n}, a.options());
+  double t = median_time(args.runs, device, [&] { torch::matmul(a, b); });
+  report.gflops_ceiling = 2.0 * n * n * n / t / 1e9;
+  report.add({"machine", "SGEMM " + std::to_string(n) + "x" + std::to_string(n), t, 2.0 * n * n * n, 0, "ceiling"});
+  const int64_t elems = int64_t(64) << 20;  // 256 MB of float32
+  auto src = torch::randn({elems}, a.options()), dst = torch::empty_like(src);
+  t = median_time(args.runs, device, [&] { dst.copy_(src); });
+  report.copy_gbs = 2.0 * elems * 4 / t / 1e9;  // read + write traffic
+  char note[96];
+  std::snprintf(note, sizeof note, "ceiling: %.1f GB/s (read+write)", report.copy_gbs);
+  report.add({"machine", "copy 256 MB", t, 0, 2.0 * elems * 4, note});
+}
+
+// An SD 1.5-architecture pipeline with random weights, built from the release's configs.
+std::shared_ptr<StableDiffusion> random_pipeline(const Args& args, const torch::Device& device) {
+  Json arch = read_json_file(args.arch);
+  auto sd = std::make_shared<StableDiffusion>();
+  sd->folder = args.arch;
+  sd->device = device;
+  sd->dtype = torch::kFloat32;
+  sd->tokenizer = ClipTokenizer::from_folder((fs::path(args.tiny) / "tokenizer").string());
+  const Json& tc = arch.at("text_config");
+  Json text = {{"hidden_size", tc.at("width")}, {"num_hidden_layers", tc.at("layers")},
+               {"num_attention_heads", tc.at("heads")}, {"intermediate_size", tc.at("width").get<int64_t>() * 4},
+               {"hidden_act", tc.at("hidden_act")}};
+  nn::BuildScope scope(torch::TensorOptions().device(device).dtype(torch::kFloat32));
+  sd->text_encoder = ClipTextModel(ClipTextConfig::from(Config(text, args.arch + ":text_config")));
+  sd->unet = UNet2DConditionModel(UNetConfig::from(Config(arch.at("unet_config"), args.arch + ":unet_config")));
+  sd->vae = AutoencoderKL(VaeConfig::from(Config(arch.at("vae_config"), args.arch + ":vae_config")));
+  uint64_t seed = 0;
+  for (torch::nn::Module* m : std::initializer_list<torch::nn::Module*>{sd->text_encoder.get(), sd->unet.get(), sd->vae.get()}) {
+    randomize_weights(*m, 0.02, seed++);
+    m->eval();
+  }
+  sd->scheduler_config = std::make_shared<Config>(Config::load((fs::path(args.tiny) / "scheduler" / "scheduler_config.json").string()));
+  sd->scheduler_class = sd->scheduler_config->get_string("_class_name", "PNDMScheduler");
+  return sd;
+}
+
+void bench_model(Report& report, const Args& args, const std::string& label, StableDiffusion& sd, int64_t pixels) {
+  torch::NoGradGuard no_grad;
+  const torch::Device device = sd.device;
+  const int64_t latent = pixels / sd.vae_scale_factor();
+  const int64_t capture_steps = 30;
+  auto context = torch::cat({sd.encode_prompt(""), sd.encode_prompt("a car in an urban environment")});
+  auto latents = torch::randn({2, sd.unet->config().in_channels, latent, latent}, torch::TensorOptions().device(device));
+  auto t = torch::tensor(500.0f, torch::TensorOptions().device(device));
+
+  double step_flops = 0;
+  {
+    nn::FlopCount count;
+    sd.unet->forward(latents, t, context);
+    step_flops = count.flops;
+  }
+  double off = median_time(args.runs, device, [&] { sd.unet->forward(latents, t, context); });
+  report.add({label, "UNet step (CFG batch 2), capture off", off, step_flops, 0,
+              std::to_string(pixels) + "px"});
+  AttentionStore store(CaptureOptions{}, capture_steps);
+  double on = median_time(args.runs, device, [&] {
+    store.begin_step(0, 2);
+    sd.unet->forward(latents, t, context, &store);
+  });
+  char note[128];
+  std::snprintf(note, sizeof note, "capture overhead %+.1f%%", 100 * (on - off) / off);
+  report.add({label, "UNet step (CFG batch 2), capture on", on, step_flops, 0, note});
+
+  double encode = median_time(args.runs, device, [&] { sd.encode_prompt("a car in an urban environment"); });
+  report.add({label, "text encoding (77 tokens)", encode, 0, 0, ""});
+
+  // A 30-step capture: real block shapes, random queries in every slot.
+  for (auto& b : store.blocks()) b.queries.normal_();
+  const double store_bytes = double(store.bytes());
+  std::snprintf(note, sizeof note, "%.2f MB per step, %lld steps", store_bytes / capture_steps / 1e6, (long long)capture_steps);
+  report.add({label, "attention store size", 0, 0, store_bytes, note});
+
+  auto store_flops = [&](int64_t tokens) {
+    double f = 0;
+    for (const auto& b : store.blocks()) f += 2.0 * double(b.queries.numel()) * double(tokens);
+    return f;
+  };
+  const double floor_s = store_bytes / (report.copy_gbs * 1e9);
+  for (const char* text : {"car", "a red car parked beside a tall tree in the city"}) {
+    auto embeddings = sd.encode_tokens(sd.tokenizer.encode(text));
+    const int64_t tokens = embeddings.size(0) - 2;
+    for (const char* mode : {"softmax", "linear"}) {
+      AttributionOptions options;
+      options.mode = mode;
+      options.size = std::make_pair(pixels, pixels);
+      double s = median_time(args.runs, device, [&] { attribute(*sd.unet, store, embeddings, options); });
+      std::snprintf(note, sizeof note, "%.2fx memory floor (%.2f ms)", s / floor_s, floor_s * 1e3);
+      report.add({label, "attribute " + std::to_string(tokens) + "-token, " + mode + ", 30 steps", s,
+                  store_flops(embeddings.size(0)), store_bytes, note});
+    }
+  }
+
+  auto initial = sd.encode_tokens(sd.tokenizer.encode("car")).slice(0, 0, 2).to(torch::kFloat32);
+  auto target = torch::zeros({2, pixels, pixels});
+  target[0].fill_(1);
+  target[1].slice(0, pixels / 4, 3 * pixels / 4).slice(1, pixels / 4, 3 * pixels / 4).fill_(1);
+  target[0] -= target[1];
+  OptimizeOptions opt;
+  opt.epochs = 1;
+  double epoch = median_time(args.runs, device, [&] { optimize_token(*sd.unet, {&store}, {target}, initial, opt); });
+  AttributionOptions softmax;
+  softmax.size = std::make_pair(pixels, pixels);
+  double one = median_time(args.runs, device, [&] { attribute(*sd.unet, store, initial, softmax); });
+  std::snprintf(note, sizeof note, "%.2fx one attribution", epoch / one);
+  report.add({label, "optimisation epoch (fwd + bwd)", epoch, 0, store_bytes, note});
+
+  Generation g;
+  g.options.width = g.options.height = pixels;
+  g.image = torch::zeros({pixels, pixels, 3});
+  g.latents = torch::zeros({1, 4, latent, latent});
+  g.store = std::make_shared<AttentionStore>(store);
+  const std::string file = (fs::temp_directory_path() / ("ovam-bench-" + std::to_string(::getpid()) + ".safetensors")).string();
+  double save = median_time(args.runs, device, [&] { save_generation(file, g, "{}"); });
+  report.add({label, "save capture (safetensors)", save, 0, store_bytes, ""});
+  double load = median_time(args.runs, device, [&] { load_generation(file, sd, nullptr); });
+  report.add({label, "load capture", load, 0, store_bytes, ""});
+  fs::remove(file);
+}
+
+Args parse(int argc, char** argv) {
+  Args a;
+  for (int i = 1; i < argc; ++i) {
+    std::string k = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) throw Error(code::kInvalidArgument, k + " needs a value");
+      return argv[++i];
+    };
+    if (k == "--quick") a.quick = true;
+    else if (k == "--device") a.device = value();
+    else if (k == "--threads") a.threads = std::stoi(value());
+    else if (k == "--runs") a.runs = std::max(1, std::stoi(value()));
+    else if (k == "--json") a.json = value();
+    else if (k == "--tiny") a.tiny = value();
+    else if (k == "--arch") a.arch = value();
+    else if (k == "--size") a.size = std::stoll(value());
+    else throw Error(code::kInvalidArgument, "unknown option " + k + " (see the header of native/bench/bench.cpp)");
+  }
+  return a;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    Args args = parse(argc, argv);
+    const int threads = args.threads > 0 ? args.threads : int(std::thread::hardware_concurrency());
+    at::set_num_threads(threads);
+    const torch::Device device = parse_device(args.device);
+    std::printf("ovam native benchmark: libtorch %s, device %s, %d threads\n\n", TORCH_VERSION, args.device.c_str(), threads);
+    Report report;
+    report.print_header();
+    measure_ceilings(report, args, device);
+    auto tiny = StableDiffusion::load(args.tiny, PipelineOptions{args.device, "float32", threads});
+    bench_model(report, args, "tiny-sd1", *tiny, tiny->unet->config().sample_size * tiny->vae_scale_factor());
+    if (!args.quick) {
+      auto sd15 = random_pipeline(args, device);
+      bench_model(report, args, "sd15", *sd15, args.size);
+    }
+    report.write(args.json, args);
+    std::printf("\nwrote %s\n", args.json.c_str());
+    return 0;
+  } catch (const Error& e) {
+    std::fprintf(stderr, "ovam_bench: %s (%s)\n", e.what(), e.code().c_str());
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "ovam_bench: %s\n", e.what());
+  }
+  return 1;
+}

@@ -1,0 +1,106 @@
+#include "pipelines/generation_file.h"
+
+#include <map>
+
+#include "util/errors.h"
+#include "util/safetensors.h"
+
+namespace ovam {
+
+namespace {
+constexpr const char* kFormat = "ovam.generation/1";
+}
+
+void save_generation(const std::string& path, const Generation& g, const std::string& user_metadata) {
+  Json meta;
+  meta["format"] = kFormat;
+  meta["prompt"] = g.options.prompt;
+  meta["negative_prompt"] = g.options.negative_prompt;
+  meta["steps"] = g.options.steps;
+  meta["guidance_scale"] = g.options.guidance_scale;
+  meta["width"] = g.options.width;
+  meta["height"] = g.options.height;
+  if (g.options.seed) meta["seed"] = *g.options.seed;
+  meta["scheduler"] = g.options.scheduler;
+  meta["timesteps"] = g.timesteps;
+  const auto& capture = g.store->options();
+  meta["capture"] = {{"enabled", capture.enabled},
+                     {"mid_block", capture.mid_block},
+                     {"branch", capture.branch},
+                     {"dtype", std::string(c10::toString(capture.dtype))},
+                     {"streaming", capture.streaming},
+                     {"steps", g.store->total_steps()}};
+  std::vector<std::pair<std::string, torch::Tensor>> tensors{{"image", g.image}, {"latents", g.latents}};
+  Json blocks = Json::array();
+  for (const auto& b : g.store->blocks()) {
+    blocks.push_back({{"name", b.name}, {"heads", b.heads}, {"head_dim", b.head_dim}, {"height", b.height},
+                      {"width", b.width}, {"scale", b.scale}, {"steps", b.steps}});
+    tensors.emplace_back("queries." + b.name, b.queries);
+  }
+  meta["blocks"] = blocks;
+  save_safetensors(path, tensors, {{"ovam", meta.dump()}, {"user", user_metadata}});
+}
+
+Generation load_generation(const std::string& path, StableDiffusion& pipeline, std::string* user_metadata) {
+  auto file = SafetensorsFile::open(path);
+  auto fail = [&](const std::string& why) -> Error { return Error(code::kInvalidArgument, path + ": " + why); };
+  auto it = file->metadata().find("ovam");
+  if (it == file->metadata().end()) throw fail("not an ovam generation file (no \"ovam\" metadata)");
+  Json meta = Json::parse(it->second, nullptr, false);
+  if (meta.is_discarded() || !meta.is_object() || meta.value("format", "") != kFormat)
+    throw fail(std::string("unknown generation format (expected ") + kFormat + ")");
+  try {
+    Generation g;
+    g.options.prompt = meta.at("prompt").get<std::string>();
+    g.options.negative_prompt = meta.at("negative_prompt").get<std::string>();
+    g.options.steps = meta.at("steps").get<int64_t>();
+    g.options.guidance_scale = meta.at("guidance_scale").get<double>();
+    g.options.width = meta.at("width").get<int64_t>();
+    g.options.height = meta.at("height").get<int64_t>();
+    if (meta.contains("seed")) g.options.seed = meta["seed"].get<uint64_t>();
+    g.options.scheduler = meta.at("scheduler").get<std::string>();
+    g.timesteps = meta.at("timesteps").get<std::vector<double>>();
+    const Json& c = meta.at("capture");
+    CaptureOptions capture;
+    capture.enabled = c.at("enabled").get<bool>();
+    capture.mid_block = c.at("mid_block").get<bool>();
+    capture.branch = c.at("branch").get<std::string>();
+    capture.streaming = c.at("streaming").get<bool>();
+    g.options.capture = capture;
+    g.image = file->tensor("image").clone();
+    g.latents = file->tensor("latents").clone();
+
+    std::map<std::string, Attention> attentions;
+    for (auto& [name, attention] : pipeline.unet->cross_attentions()) attentions.emplace(name, attention);
+    std::vector<StoredBlock> blocks;
+    for (const auto& jb : meta.at("blocks")) {
+      StoredBlock b;
+      b.name = jb.at("name").get<std::string>();
+      b.heads = jb.at("heads").get<int64_t>();
+      b.head_dim = jb.at("head_dim").get<int64_t>();
+      b.height = jb.at("height").get<int64_t>();
+      b.width = jb.at("width").get<int64_t>();
+      b.scale = jb.at("scale").get<double>();
+      b.steps = jb.at("steps").get<int64_t>();
+      auto a = attentions.find(b.name);
+      if (a == attentions.end() || a->second->heads != b.heads || a->second->head_dim != b.head_dim)
+        throw fail("block " + b.name + " does not match this pipeline's UNet (was it made with another model?)");
+      b.queries = file->tensor("queries." + b.name).to(pipeline.device).clone();
+      if (b.queries.dim() != 4 || b.queries.size(0) != b.heads || b.queries.size(2) != b.height * b.width ||
+          b.queries.size(3) != b.head_dim)
+        throw fail("queries of block " + b.name + " have the wrong shape");
+      capture.dtype = b.queries.scalar_type();
+      blocks.push_back(std::move(b));
+    }
+    g.store = AttentionStore::from_blocks(capture, c.at("steps").get<int64_t>(), std::move(blocks));
+    if (user_metadata) {
+      auto u = file->metadata().find("user");
+      *user_metadata = u == file->metadata().end() ? "{}" : u->second;
+    }
+    return g;
+  } catch (const Json::exception& e) {
+    throw fail(std::string("malformed generation metadata: ") + e.what());
+  }
+}
+
+}  // namespace ovam
