@@ -150,8 +150,9 @@ export class AmbiguousWordError extends OvamError {
   /** Token indices of each occurrence, in order. */
   readonly occurrences: readonly (readonly number[])[];
   constructor(word: string, occurrences: readonly (readonly number[])[]) {
-    const list = occurrences.map((tokens, i) => `${i}: tokens ${tokens.join(", ")}`).join("; ");
-    super("ERR_OVAM_AMBIGUOUS_WORD", `"${word}" occurs ${occurrences.length} times (occurrence ${list}); pass { occurrence } to choose one`);
+    const span = (tokens: readonly number[]) => (tokens.length > 1 ? `tokens ${tokens[0]}–${tokens.at(-1)}` : `token ${tokens[0]}`);
+    const list = occurrences.map((tokens, i) => `occurrence ${i} at ${span(tokens)}`).join(", ");
+    super("ERR_OVAM_AMBIGUOUS_WORD", `"${word}" occurs ${occurrences.length} times: ${list}; pass { occurrence } to choose one`);
     this.word = word;
     this.occurrences = occurrences;
   }

@@ -197,7 +197,7 @@ function resolveSettings(sd: Pipeline, o: ResolvedGenerateOptions, where: string
     width,
     height,
     // Drawn here rather than natively so that every image knows, and saves, its seed.
-    seed: latents ? undefined : (o.seed ?? randomInt(2 ** 47)),
+    ...(latents ? {} : { seed: o.seed ?? randomInt(2 ** 47) }),
     scheduler: o.scheduler ?? sd.defaultScheduler,
     capture: o.capture,
   };

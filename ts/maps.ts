@@ -16,11 +16,11 @@ import {
   type WordOptions,
 } from "./options";
 import { encodeGray16 } from "./png";
-import { findTokens, type Pipeline } from "./pipeline";
+import { findTokens, nativePipeline, type Pipeline } from "./pipeline";
 import { OptimizedToken, tokenEmbedding } from "./token";
 
 /** Each occurrence of a word as the token indices it spans. */
-type Locate = (word: string) => number[][];
+type Locate = (where: string, word: string) => number[][];
 
 export class AttributionMaps {
   /** One entry per map: BPE tokens with <|startoftext|> and <|endoftext|> (or the token's text). */
@@ -59,7 +59,8 @@ export class AttributionMaps {
 
   /** Each occurrence of `word` among the tokens, as the token indices it spans. */
   occurrences(word: string): number[][] {
-    return this.#locate(parse("maps.occurrences()", textSchema, word, "word"));
+    const where = "maps.occurrences()";
+    return this.#locate(where, parse(where, textSchema, word, "word"));
   }
 
   /** The mean of the maps of the word's BPE tokens. A word occurring twice needs { occurrence }. */
@@ -86,7 +87,7 @@ export class AttributionMaps {
 
   #wordMap(where: string, word: string, occurrence: number | undefined): Map2D<Float32Array> {
     const checked = parse(where, textSchema, word, "word");
-    const found = this.#locate(checked);
+    const found = this.#locate(where, checked);
     if (found.length === 0) throw new WordNotFoundError(checked, this.tokens);
     if (occurrence === undefined && found.length > 1) throw new AmbiguousWordError(checked, found);
     if (occurrence !== undefined && occurrence >= found.length)
@@ -128,17 +129,19 @@ export async function attribute(image: GeneratedImage, text: string | OptimizedT
     const embeddings = tokenEmbedding(text, pipeline.contextDim, where, "token");
     const [bos] = callNative(() => pipeline.tokenize("")).tokens;
     const result = await awaitNative(generation.attribute({ embeddings }, request));
-    return new AttributionMaps(result.maps, [bos, text.text], [], (word) => (word === text.text ? [[1]] : []));
+    return new AttributionMaps(result.maps, [bos, text.text], [], (_, word) => (word === text.text ? [[1]] : []));
   }
   if (typeof text !== "string") throw invalidOption(where, "text", text, "a string or an OptimizedToken");
   const { tokens, ids } = callNative(() => pipeline.tokenize(text));
   if (ids.length <= 2) throw invalidOption(where, "text", text, "a text with at least one token");
   const result = await awaitNative(generation.attribute({ text }, request));
-  return new AttributionMaps(result.maps, tokens, ids, (word) => locateWord(owner, word, ids));
+  return new AttributionMaps(result.maps, tokens, ids, (at, word) => locateWord(at, owner, word, ids));
 }
 
-function locateWord(pipeline: Pipeline, word: string, ids: readonly number[]): number[][] {
-  const sequence = pipeline.tokenize(word).ids.slice(1, -1);
-  if (sequence.length === 0) throw invalidOption("maps.word()", "word", word, "a word with at least one token");
+// A word's tokens as the pipeline's tokenizer splits it, found in the attributed text's ids.
+function locateWord(where: string, pipeline: Pipeline, word: string, ids: readonly number[]): number[][] {
+  const handle = nativePipeline(pipeline, where);
+  const sequence = callNative(() => handle.tokenize(word)).ids.slice(1, -1);
+  if (sequence.length === 0) throw invalidOption(where, "word", word, "a word with at least one token");
   return findTokens(ids, sequence).map((start) => sequence.map((_, i) => start + i));
 }

@@ -123,7 +123,7 @@ export interface MaskOptions extends WordOptions {
 
 // Leaf builders: the accepted text is every check's message.
 export const MAX_SIZE = 4096;
-export const MAX_STEPS = 1000;
+const MAX_STEPS = 1000;
 const string = (accepted = "a string") => z.string({ error: accepted });
 const boolean = () => z.boolean({ error: "true or false" });
 const oneOf = <const T extends readonly [string, ...string[]]>(values: T) =>
