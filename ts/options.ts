@@ -121,7 +121,7 @@ export interface MaskOptions extends WordOptions {
   threshold?: number;
 }
 
-// Leaf builders: the accepted text is every check's message.
+// Leaf builders: the accepted text is every check's message (zod 4 numbers already refuse NaN and ±Infinity).
 export const MAX_SIZE = 4096;
 const MAX_STEPS = 1000;
 const string = (accepted = "a string") => z.string({ error: accepted });
@@ -184,7 +184,7 @@ export const generateSchema = options({
   prompt: string(),
   negativePrompt: string().default(""),
   steps: integer(1, MAX_STEPS).default(50),
-  guidanceScale: finite("a finite number ≥ 0", (v) => Number.isFinite(v) && v >= 0).default(7.5),
+  guidanceScale: finite("a finite number ≥ 0", (v) => v >= 0).default(7.5),
   width: imageSide().optional(),
   height: imageSide().optional(),
   seed: integer(0, Number.MAX_SAFE_INTEGER, "an integer from 0 to 2^53 − 1").optional(),
@@ -264,7 +264,7 @@ export const optimizeSchema = options({
   target: target().optional(),
   targets: z.array(target(), { error: "an array of targets, one per image" }).optional(),
   epochs: integer(1, 100000).default(30),
-  lr: finite("a finite number > 0", (v) => Number.isFinite(v) && v > 0).default(100),
+  lr: finite("a finite number > 0", (v) => v > 0).default(100),
   stepSize: integer(1, 100000).default(10),
   gamma: finite("a number in (0, 1]", (v) => v > 0 && v <= 1).default(0.7),
   attribute: options(attributeShape).default(() => options(attributeShape).parse({})),
