@@ -40,11 +40,11 @@ export type StepCallback = (step: number, total: number) => void;
 
 export interface NativeAttributeOptions {
   mode: "softmax" | "linear";
-  headActivation: "none" | "relu" | "sigmoid";
+  headActivation: "none" | "relu" | "sigmoid" | "tanh" | "sigmoid+relu" | "clamp";
   headAggregation: "sum" | "mean";
   blockInterpolation: "bilinear" | "nearest" | "bicubic";
   mapAggregation: "sum" | "mean";
-  mapActivation: "none" | "sigmoid" | "relu";
+  mapActivation: "none" | "relu" | "sigmoid" | "tanh" | "sigmoid+relu" | "clamp";
   size: [number, number] | null; // null = the largest block (latent) size
 }
 
@@ -70,6 +70,7 @@ export interface NativeOptimizeOptions {
 
 export interface NativeOptimizeResult {
   embedding: NativeTensor; // best [2, D]
+  final: NativeTensor; // after the last step (what OVAM returns)
   losses: number[]; // per epoch, before its step
   initial: NativeTensor;
 }
@@ -102,7 +103,7 @@ export interface NativeGeneration {
   readonly latents: NativeTensor;
   readonly attentionBytes: number;
   readonly blocks: { name: string; heads: number; height: number; width: number; steps: number }[];
-  readonly metadata: string; // JSON of the generate options
+  readonly userMetadata?: string; // loadGeneration(): the metadata string given to save()
   attribute(text: NativeText, options: NativeAttributeOptions): Promise<NativeMaps>;
   optimize(others: NativeGeneration[], options: NativeOptimizeOptions, onEpoch: ((epoch: number, loss: number) => void) | null): NativeJob<NativeOptimizeResult>;
   save(file: string, metadata: string): Promise<void>; // safetensors + JSON metadata

@@ -4,6 +4,7 @@
 #pragma once
 #include <torch/torch.h>
 
+#include "models/unet_2d_blocks.h"
 #include "util/json.h"
 #include "util/nn.h"
 #include "util/weights.h"
@@ -17,6 +18,30 @@ struct VaeConfig {
   static VaeConfig from(const Config& config);
 };
 
+// Image → 2 × latent_channels moments (mean, log-variance) before quant_conv.
+class EncoderImpl : public torch::nn::Module {
+ public:
+  explicit EncoderImpl(const VaeConfig& config);
+  torch::Tensor forward(const torch::Tensor& image);
+  nn::Conv2d conv_in{nullptr}, conv_out{nullptr};
+  nn::List<DownBlock2D> down_blocks;
+  MidBlock2D mid_block{nullptr};
+  nn::GroupNorm conv_norm_out{nullptr};
+};
+TORCH_MODULE(Encoder);
+
+// Latents (after post_quant_conv) → image.
+class DecoderImpl : public torch::nn::Module {
+ public:
+  explicit DecoderImpl(const VaeConfig& config);
+  torch::Tensor forward(const torch::Tensor& latents);
+  nn::Conv2d conv_in{nullptr}, conv_out{nullptr};
+  nn::List<UpBlock2D> up_blocks;
+  MidBlock2D mid_block{nullptr};
+  nn::GroupNorm conv_norm_out{nullptr};
+};
+TORCH_MODULE(Decoder);
+
 class AutoencoderKLImpl : public torch::nn::Module {
  public:
   explicit AutoencoderKLImpl(const VaeConfig& config);
@@ -27,6 +52,10 @@ class AutoencoderKLImpl : public torch::nn::Module {
   const VaeConfig& config() const { return config_; }
   // Renames pre-0.14 attention tensors in place (and squeezes [C, C, 1, 1] to [C, C]).
   static void remap_legacy_names(NamedTensors& weights);
+
+  Encoder encoder{nullptr};
+  Decoder decoder{nullptr};
+  nn::Conv2d quant_conv{nullptr}, post_quant_conv{nullptr};
 
  private:
   VaeConfig config_;

@@ -1,5 +1,5 @@
 // UNet2DConditionModel (diffusers) with the SD 1.x and 2.x switches. Module tree and tensor names
-// are diffusers' own: conv_in, time_proj/time_embedding, down_blocks, mid_block, up_blocks,
+// are diffusers' own: conv_in, time_proj/time_embedding, down_blocks, up_blocks, mid_block,
 // conv_norm_out, conv_out.
 #pragma once
 #include <torch/torch.h>
@@ -8,6 +8,8 @@
 #include <vector>
 
 #include "models/attention.h"
+#include "models/embeddings.h"
+#include "models/unet_2d_blocks.h"
 #include "util/json.h"
 #include "util/nn.h"
 
@@ -46,8 +48,17 @@ class UNet2DConditionModelImpl : public torch::nn::Module {
   std::vector<std::pair<std::string, Attention>> cross_attentions();
   const UNetConfig& config() const { return config_; }
 
+  nn::Conv2d conv_in{nullptr}, conv_out{nullptr};
+  Timesteps time_proj{nullptr};
+  TimestepEmbedding time_embedding{nullptr};
+  nn::List<DownBlock2D> down_blocks;
+  nn::List<UpBlock2D> up_blocks;
+  MidBlock2D mid_block{nullptr};
+  nn::GroupNorm conv_norm_out{nullptr};
+
  private:
   UNetConfig config_;
+  std::vector<std::pair<std::string, Attention>> cross_attentions_;
 };
 TORCH_MODULE(UNet2DConditionModel);
 

@@ -73,11 +73,13 @@ void load_weights(torch::nn::Module& module, const NamedTensors& weights, const 
     if (!src.is_floating_point())
       throw Error(code::kWeights, weights.file + ": tensor \"" + name + "\" is not floating point");
     used.insert(name);
-    torch::NoGradGuard no_grad;
-    if (src.device() == options.device && src.scalar_type() == options.dtype)
-      target.set_data(src);  // a view of the mapped file: no copy
-    else
-      target.set_data(src.to(options.device, options.dtype));
+    // Modules are built on the meta device, and set_data refuses a change of backend in libtorch
+    // 1.13: swap the tensor's storage and metadata in place instead (what set_data does after its
+    // check), so every handle on the parameter (module members included) sees the data.
+    torch::Tensor data = src.device() == options.device && src.scalar_type() == options.dtype
+                             ? src  // a view of the mapped file: no copy
+                             : src.to(options.device, options.dtype);
+    target.unsafeGetTensorImpl()->shallow_copy_from(data.getIntrusivePtr());
   };
   for (auto& p : module.named_parameters(true)) assign(p.key(), p.value());
   for (auto& b : module.named_buffers(true)) assign(b.key(), b.value());

@@ -1,0 +1,350 @@
+// Public option types and the zod schemas that check them before anything reaches the native
+// core. Every leaf schema carries the text of what it accepts, which becomes the error message.
+import { z } from "zod";
+
+import { InvalidOptionError, type OptionIssue } from "./errors";
+
+export type DType = "float32" | "float16" | "bfloat16";
+/** Diffusers class names, or their short forms (native/core/schedulers/scheduler.h). */
+export type SchedulerName =
+  | "PNDMScheduler"
+  | "DDIMScheduler"
+  | "EulerDiscreteScheduler"
+  | "DPMSolverMultistepScheduler"
+  | "LMSDiscreteScheduler"
+  | "PNDM"
+  | "DDIM"
+  | "Euler"
+  | "DPMSolver"
+  | "LMS";
+export type Activation = "none" | "relu" | "sigmoid" | "tanh" | "sigmoid+relu" | "clamp";
+
+/** A dense float tensor, row-major. */
+export interface Tensor {
+  data: Float32Array;
+  shape: number[];
+}
+
+/** A 2-D plane, row-major: a map, a mask or an optimisation target. */
+export interface Map2D<T extends Float32Array | Uint8Array = Float32Array> {
+  data: T;
+  width: number;
+  height: number;
+}
+
+export interface LoadOptions {
+  /** "cpu" (default), "cuda" or "cuda:N". */
+  device?: string;
+  /** Weights and compute dtype; default "float32". */
+  dtype?: DType;
+  /** Intra-op threads; 0 (default) = the machine's cores. */
+  threads?: number;
+}
+
+export interface CaptureOptions {
+  /** Also store the mid block's cross-attention (OVAM leaves it out); default false. */
+  midBlock?: boolean;
+  /** Which classifier-free guidance row to store; default "unconditional" (as OVAM). */
+  branch?: "unconditional" | "conditional";
+  /** Storage dtype of the captured queries; default "float32". */
+  dtype?: DType;
+  /** Sum queries over steps instead of keeping each: less memory, exact for mode "linear" only. */
+  streaming?: boolean;
+}
+
+export interface GenerateOptions {
+  prompt: string;
+  negativePrompt?: string;
+  /** Denoising steps, 1 to 1000; default 50. */
+  steps?: number;
+  /** Classifier-free guidance scale; default 7.5 (≤ 1 turns guidance off). */
+  guidanceScale?: number;
+  /** Image size in pixels, a positive multiple of the VAE factor (8), at most 4096; default the model's. */
+  width?: number;
+  height?: number;
+  /** Seed of the initial noise (drawn as torch.Generator().manual_seed(seed)); default a random one. */
+  seed?: number;
+  /** The initial noise itself, [1, channels, height / 8, width / 8]; sets the size when width/height are left out. */
+  latents?: Tensor;
+  /** Default: the model folder's scheduler. */
+  scheduler?: SchedulerName;
+  /** What attention to keep for attribution; false keeps none. */
+  capture?: CaptureOptions | false;
+  onStep?: (step: number, total: number) => void;
+  signal?: AbortSignal;
+}
+
+export interface AttributeOptions {
+  /** Per step and head: "softmax" over tokens (default) or "linear" scores. */
+  mode?: "softmax" | "linear";
+  headActivation?: Activation;
+  headAggregation?: "sum" | "mean";
+  blockInterpolation?: "bilinear" | "nearest" | "bicubic";
+  mapAggregation?: "sum" | "mean";
+  mapActivation?: Activation;
+  /** Output [height, width], "latent" (the largest attention block's grid) or "image" (default). */
+  size?: [number, number] | "latent" | "image";
+}
+
+/** A binary (Uint8Array of 0/1) or soft (Float32Array in [0, 1]) object mask, or [background, object] maps. */
+export type Target = Map2D<Uint8Array> | Map2D<Float32Array> | [background: Map2D<Float32Array>, object: Map2D<Float32Array>];
+
+export interface OptimizeOptions {
+  /** The word the token stands for, e.g. "car". */
+  text: string;
+  /** A sentence containing the text, encoded to initialise the token; default the text itself. */
+  context?: string;
+  /** The target for a single image (or give targets, one per image). Each has its image's size. */
+  target?: Target;
+  targets?: Target[];
+  /** Default 30. */
+  epochs?: number;
+  /** SGD learning rate; default 100. */
+  lr?: number;
+  /** Epochs between learning-rate decays; default 10. */
+  stepSize?: number;
+  /** Learning-rate decay factor; default 0.7. */
+  gamma?: number;
+  /** How maps are computed during optimisation (the size is each target's). */
+  attribute?: Omit<AttributeOptions, "size">;
+  onEpoch?: (epoch: number, loss: number) => void;
+  signal?: AbortSignal;
+}
+
+export interface WordOptions {
+  /** Which occurrence (0-based) of a word that appears more than once. */
+  occurrence?: number;
+}
+
+export interface MaskOptions extends WordOptions {
+  /** Pixels of the min-max normalised map above this are 1; default 0.5. */
+  threshold?: number;
+}
+
+// Leaf builders: the accepted text is every check's message (zod 4 numbers already refuse NaN and ±Infinity).
+export const MAX_SIZE = 4096;
+const MAX_STEPS = 1000;
+const string = (accepted = "a string") => z.string({ error: accepted });
+const boolean = () => z.boolean({ error: "true or false" });
+const oneOf = <const T extends readonly [string, ...string[]]>(values: T) =>
+  z.enum(values, { error: `one of ${values.map((v) => JSON.stringify(v)).join(", ")}` });
+const integer = (min: number, max: number, accepted = `an integer from ${min} to ${max}`) =>
+  z.number({ error: accepted }).int({ error: accepted }).min(min, { error: accepted }).max(max, { error: accepted });
+const finite = (accepted: string, check: (value: number) => boolean = () => true) =>
+  z.number({ error: accepted }).refine(check, { error: accepted });
+const callback = <F>(accepted: string) => z.custom<F>((value) => typeof value === "function", { error: accepted });
+// z.custom rather than z.instanceof, so typed arrays keep their ArrayBufferLike type.
+const instance = <T>(Class: abstract new (...args: never[]) => T, accepted: string) =>
+  z.custom<T>((value) => value instanceof Class, { error: accepted });
+const abortSignal = () => instance(AbortSignal, "an AbortSignal");
+const options = <S extends z.core.$ZodLooseShape>(shape: S) =>
+  z.strictObject(shape, {
+    error: (issue) => (issue.code === "unrecognized_keys" ? `option names ${Object.keys(shape).join(", ")}` : "an options object"),
+  });
+
+const dtype = () => oneOf(["float32", "float16", "bfloat16"]);
+const activation = () => oneOf(["none", "relu", "sigmoid", "tanh", "sigmoid+relu", "clamp"]);
+// The multiple of the VAE factor is checked against the pipeline (pipeline.ts).
+const imageSide = () => integer(1, MAX_SIZE, `a positive multiple of the VAE factor (8) up to ${MAX_SIZE}`);
+
+export const loadSchema = options({
+  device: string('"cpu", "cuda" or "cuda:N"')
+    .regex(/^(cpu|cuda(:\d+)?)$/, { error: '"cpu", "cuda" or "cuda:N"' })
+    .default("cpu"),
+  dtype: dtype().default("float32"),
+  threads: integer(0, 1024, "an integer from 0 (all cores) to 1024").default(0),
+});
+
+export const modelDirSchema = string("a model folder path (a non-empty string)").min(1, {
+  error: "a model folder path (a non-empty string)",
+});
+
+const tensorAccepted = "{ data: Float32Array, shape: number[] } with data.length the product of shape";
+const tensor = () =>
+  z
+    .object(
+      {
+        data: instance<Float32Array>(Float32Array, tensorAccepted),
+        shape: z.array(integer(0, Number.MAX_SAFE_INTEGER, tensorAccepted), { error: tensorAccepted }),
+      },
+      { error: tensorAccepted },
+    )
+    .refine((t) => t.data.length === t.shape.reduce((a, b) => a * b, 1), { error: tensorAccepted });
+
+const captureSchema = options({
+  midBlock: boolean().default(false),
+  branch: oneOf(["unconditional", "conditional"]).default("unconditional"),
+  dtype: dtype().default("float32"),
+  streaming: boolean().default(false),
+});
+
+export const captureDefaults = captureSchema.parse({});
+
+export const generateSchema = options({
+  prompt: string(),
+  negativePrompt: string().default(""),
+  steps: integer(1, MAX_STEPS).default(50),
+  guidanceScale: finite("a finite number ≥ 0", (v) => v >= 0).default(7.5),
+  width: imageSide().optional(),
+  height: imageSide().optional(),
+  seed: integer(0, Number.MAX_SAFE_INTEGER, "an integer from 0 to 2^53 − 1").optional(),
+  latents: tensor().optional(),
+  scheduler: oneOf([
+    "PNDMScheduler",
+    "DDIMScheduler",
+    "EulerDiscreteScheduler",
+    "DPMSolverMultistepScheduler",
+    "LMSDiscreteScheduler",
+    "PNDM",
+    "DDIM",
+    "Euler",
+    "DPMSolver",
+    "LMS",
+  ]).optional(),
+  capture: z
+    .union([z.literal(false, { error: "false or a capture options object" }), captureSchema], {
+      error: "false or a capture options object",
+    })
+    .default(() => ({ ...captureDefaults })),
+  onStep: callback<(step: number, total: number) => void>("a function (step, total) => void").optional(),
+  signal: abortSignal().optional(),
+});
+
+const sizeAccepted = `[height, width] (integers from 1 to ${MAX_SIZE}), "latent" or "image"`;
+const attributeShape = {
+  mode: oneOf(["softmax", "linear"]).default("softmax"),
+  headActivation: activation().default("none"),
+  headAggregation: oneOf(["sum", "mean"]).default("sum"),
+  blockInterpolation: oneOf(["bilinear", "nearest", "bicubic"]).default("bilinear"),
+  mapAggregation: oneOf(["sum", "mean"]).default("sum"),
+  mapActivation: activation().default("none"),
+};
+export const attributeSchema = options({
+  ...attributeShape,
+  size: z
+    .union(
+      [
+        z.tuple([integer(1, MAX_SIZE, sizeAccepted), integer(1, MAX_SIZE, sizeAccepted)], { error: sizeAccepted }),
+        z.literal("latent"),
+        z.literal("image"),
+      ],
+      { error: sizeAccepted },
+    )
+    .default("image"),
+});
+
+const planeAccepted = (kind: string) => `{ data: ${kind}, width, height } with data.length = width × height`;
+const plane = <T extends Float32Array | Uint8Array>(Class: abstract new (...args: never[]) => T, kind: string, values: string, inRange: (v: number) => boolean) =>
+  z
+    .object(
+      {
+        data: instance(Class, planeAccepted(kind)),
+        width: integer(1, MAX_SIZE, planeAccepted(kind)),
+        height: integer(1, MAX_SIZE, planeAccepted(kind)),
+      },
+      { error: planeAccepted(kind) },
+    )
+    .refine((p) => p.data.length === p.width * p.height, { error: planeAccepted(kind) })
+    .refine((p) => p.data.every(inRange), { error: `${kind} values ${values}`, path: ["data"] });
+const floatPlane = () => plane<Float32Array>(Float32Array, "Float32Array", "in [0, 1]", (v) => v >= 0 && v <= 1);
+const targetAccepted = "a mask { data: Uint8Array (0/1) or Float32Array ([0, 1]), width, height } or [background, object] masks";
+const target = () =>
+  z.union(
+    [
+      plane<Uint8Array>(Uint8Array, "Uint8Array", "0 or 1", (v) => v === 0 || v === 1),
+      floatPlane(),
+      z.tuple([floatPlane(), floatPlane()], { error: targetAccepted }),
+    ],
+    { error: targetAccepted },
+  );
+
+export const optimizeSchema = options({
+  text: string(),
+  context: string().optional(),
+  target: target().optional(),
+  targets: z.array(target(), { error: "an array of targets, one per image" }).optional(),
+  epochs: integer(1, 100000).default(30),
+  lr: finite("a finite number > 0", (v) => v > 0).default(100),
+  stepSize: integer(1, 100000).default(10),
+  gamma: finite("a number in (0, 1]", (v) => v > 0 && v <= 1).default(0.7),
+  attribute: options(attributeShape).default(() => options(attributeShape).parse({})),
+  onEpoch: callback<(epoch: number, loss: number) => void>("a function (epoch, loss) => void").optional(),
+  signal: abortSignal().optional(),
+});
+
+export const wordSchema = options({
+  occurrence: integer(0, Number.MAX_SAFE_INTEGER, "a non-negative integer").optional(),
+});
+
+export const maskSchema = options({
+  occurrence: integer(0, Number.MAX_SAFE_INTEGER, "a non-negative integer").optional(),
+  threshold: finite("a number in [0, 1]", (v) => v >= 0 && v <= 1).default(0.5),
+});
+
+export const textSchema = string();
+export const pathSchema = string("a file path (a non-empty string)").min(1, { error: "a file path (a non-empty string)" });
+
+export type ResolvedLoadOptions = z.output<typeof loadSchema>;
+export type ResolvedGenerateOptions = z.output<typeof generateSchema>;
+export type ResolvedAttributeOptions = z.output<typeof attributeSchema>;
+export type ResolvedOptimizeOptions = z.output<typeof optimizeSchema>;
+
+// The public interfaces and the schemas must accept the same inputs.
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+const inputsMatch: [
+  Same<z.input<typeof loadSchema>, LoadOptions>,
+  Same<z.input<typeof generateSchema>, GenerateOptions>,
+  Same<z.input<typeof attributeSchema>, AttributeOptions>,
+  Same<z.input<typeof optimizeSchema>, OptimizeOptions>,
+  Same<z.input<typeof wordSchema>, WordOptions>,
+  Same<z.input<typeof maskSchema>, MaskOptions>,
+] = [true, true, true, true, true, true];
+void inputsMatch;
+
+/** `value` checked and defaulted by `schema`, or an InvalidOptionError naming each bad option. */
+export function parse<S extends z.ZodType>(where: string, schema: S, value: unknown, name = "options"): z.output<S> {
+  const result = schema.safeParse(value);
+  if (result.success) return result.data;
+  const toIssues = (issue: z.core.$ZodIssue, base: readonly PropertyKey[]): OptionIssue[] => {
+    const path = [...base, ...issue.path];
+    if (issue.code === "unrecognized_keys")
+      return issue.keys.map((key) => ({ option: optionPath(name, [...path, key]), value: valueAt(value, [...path, key]), accepted: issue.message }));
+    if (issue.code === "invalid_union") {
+      // Where zod cannot tell which alternative was meant, the one that got deepest into the value was.
+      const depth = (issues: z.core.$ZodIssue[]) => Math.max(...issues.map((i) => i.path.length));
+      const depths = issue.errors.map(depth);
+      const deepest = Math.max(...depths);
+      if (deepest > 0 && depths.filter((d) => d === deepest).length === 1)
+        return issue.errors[depths.indexOf(deepest)].flatMap((inner) => toIssues(inner, path));
+    }
+    return [{ option: optionPath(name, path), value: valueAt(value, path), accepted: issue.message }];
+  };
+  throw new InvalidOptionError(
+    where,
+    result.error.issues.flatMap((issue) => toIssues(issue, [])),
+  );
+}
+
+/** An InvalidOptionError for a check that needs more than the schema knows (the pipeline, the image). */
+export function invalidOption(where: string, option: string, value: unknown, accepted: string): InvalidOptionError {
+  return new InvalidOptionError(where, [{ option, value, accepted }]);
+}
+
+// "capture.branch", "size[1]", "targets[0].data"; a bare value (not an options object) goes by `name`.
+function optionPath(name: string, path: readonly PropertyKey[]): string {
+  if (path.length === 0) return name;
+  const prefix = name === "options" ? "" : name;
+  return path.reduce<string>(
+    (text, key) => (typeof key === "number" ? `${text}[${key}]` : text ? `${text}.${String(key)}` : String(key)),
+    prefix,
+  );
+}
+
+function valueAt(value: unknown, path: readonly PropertyKey[]): unknown {
+  let current = value;
+  for (const key of path) {
+    if (typeof current !== "object" || current === null) return undefined;
+    current = (current as Record<PropertyKey, unknown>)[key];
+  }
+  return current;
+}
