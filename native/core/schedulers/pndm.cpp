@@ -1,6 +1,5 @@
 // PNDMScheduler (diffusers 0.20.2): pseudo Runge–Kutta warm-up then linear multistep (PLMS); with
 // skip_prk_steps (Stable Diffusion's setting) the warm-up is one extra model call instead.
-#include <algorithm>
 #include <cmath>
 
 #include "schedulers/scheduler.h"
@@ -23,25 +22,25 @@ class Pndm : public DiffusersScheduler {
       throw Error(code::kInvalidArgument, "PNDM without skip_prk_steps needs at least " + std::to_string(kPndmOrder) +
                                               " steps, got " + std::to_string(steps));
     step_ratio_ = train_steps_ / steps;
-    auto ascending = spaced_timesteps(train_steps_, steps, double(train_steps_) / double(steps), /*round_linspace=*/true);
-    std::reverse(ascending.begin(), ascending.end());
-    timesteps_.clear();
+    const auto descending =
+        spaced_timesteps(train_steps_, steps, double(train_steps_) / double(steps), /*round_linspace=*/true);
     if (skip_prk_steps_) {
       // PLMS needs two model outputs before its first multistep: the first step is redone with the
       // mean of the outputs at both of its ends, so the second timestep appears twice.
-      timesteps_.assign(ascending.rbegin(), ascending.rend());
-      if (steps > 1) timesteps_.insert(timesteps_.begin() + 1, timesteps_[1]);
+      timesteps_ = descending;
+      if (steps > 1) timesteps_.insert(timesteps_.begin() + 1, descending[1]);
     } else {
-      // Runge–Kutta over the last 4 timesteps, each step at t, t − ratio/2 (twice), t − ratio.
+      // Runge–Kutta over the 4 largest timesteps, each step evaluated at t, t − ratio/2 (twice) and
+      // t − ratio; then PLMS from the 4th largest on.
       const int64_t half = step_ratio_ / 2;
-      std::vector<double> points;
-      for (auto it = ascending.end() - kPndmOrder; it != ascending.end(); ++it) points.insert(points.end(), {*it, *it + half});
+      std::vector<double> points;  // ascending
+      for (int64_t k = kPndmOrder - 1; k >= 0; --k) points.insert(points.end(), {descending[k], descending[k] + half});
       points.pop_back();
       std::vector<double> repeated;
       for (double p : points) repeated.insert(repeated.end(), {p, p});
       timesteps_.assign(repeated.rbegin() + 1, repeated.rend() - 1);
       prk_steps_ = timesteps_.size();
-      timesteps_.insert(timesteps_.end(), ascending.rbegin() + (kPndmOrder - 1), ascending.rend());
+      timesteps_.insert(timesteps_.end(), descending.begin() + (kPndmOrder - 1), descending.end());
     }
     ets_.clear();
     cur_model_output_ = torch::Tensor();
