@@ -5,12 +5,44 @@
 
 namespace ovam {
 
+namespace {
+// Python's json module writes bare Infinity / -Infinity / NaN (diffusers configs do, e.g.
+// lambda_min_clipped); strict JSON parsers reject them, so they become strings outside literals.
+std::string quote_python_constants(const std::string& text) {
+  std::string out;
+  out.reserve(text.size());
+  bool in_string = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_string) {
+      out += c;
+      if (c == '\\' && i + 1 < text.size()) out += text[++i];
+      else if (c == '"') in_string = false;
+      continue;
+    }
+    if (c == '"') in_string = true;
+    bool replaced = false;
+    for (const char* word : {"-Infinity", "Infinity", "NaN"}) {
+      const size_t n = std::char_traits<char>::length(word);
+      if (text.compare(i, n, word) == 0) {
+        out += '"' + std::string(word) + '"';
+        i += n - 1;
+        replaced = true;
+        break;
+      }
+    }
+    if (!replaced) out += c;
+  }
+  return out;
+}
+}  // namespace
+
 Json read_json_file(const std::string& path) {
   std::ifstream in(path);
   if (!in) throw Error(code::kNotFound, "cannot open " + path);
   std::stringstream buffer;
   buffer << in.rdbuf();
-  Json json = Json::parse(buffer.str(), nullptr, /*allow_exceptions=*/false);
+  Json json = Json::parse(quote_python_constants(buffer.str()), nullptr, /*allow_exceptions=*/false);
   if (json.is_discarded()) throw Error(code::kConfig, path + ": not valid JSON");
   if (!json.is_object()) throw Error(code::kConfig, path + ": expected a JSON object at the top level");
   return json;
