@@ -59,7 +59,7 @@ export function showValue(value: unknown): string {
   return inspect(value, { depth: 1, maxArrayLength: 4, maxStringLength: 60, breakLength: Infinity });
 }
 
-/** The native core rejected an argument that the TypeScript checks let through. */
+/** An argument the core cannot use though its type is right: a file of the wrong kind, an image without attention. */
 export class InvalidArgumentError extends OvamError {
   constructor(message: string, options?: { cause?: unknown }) {
     super("ERR_OVAM_INVALID_ARGUMENT", message, options);

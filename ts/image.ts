@@ -4,7 +4,7 @@ import path from "node:path";
 
 import { z } from "zod";
 
-import { awaitNative, ConfigError, DisposedError, InvalidArgumentError, runJob } from "./errors";
+import { awaitNative, DisposedError, InvalidArgumentError, runJob } from "./errors";
 import type { NativeGenerateOptions, NativeGeneration, NativePipeline } from "./native";
 import {
   captureDefaults,
@@ -217,7 +217,7 @@ export async function loadGeneration(sd: Pipeline, file: string): Promise<Genera
   }
   if (!metadata || metadata.settings.width !== generation.width || metadata.settings.height !== generation.height) {
     generation.dispose();
-    throw new ConfigError(`${resolved}: no ${FORMAT} metadata matching the image; generation files are written by image.save()`);
+    throw new InvalidArgumentError(`${resolved}: no ${FORMAT} metadata matching the image; generation files are written by image.save()`);
   }
   return new GeneratedImage(generation, sd, metadata.settings);
 }

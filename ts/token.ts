@@ -2,7 +2,7 @@
 // map matches object masks; saved to and loaded from safetensors.
 import path from "node:path";
 
-import { awaitNative, callNative, ConfigError, runJob, WeightsError } from "./errors";
+import { awaitNative, callNative, InvalidArgumentError, runJob, WeightsError } from "./errors";
 import { attentionOf, type GeneratedImage } from "./image";
 import { native, type NativeOptimizeOptions, type NativeTensor } from "./native";
 import { invalidOption, optimizeSchema, parse, pathSchema, type Map2D, type OptimizeOptions, type Target, type Tensor } from "./options";
@@ -53,7 +53,7 @@ export async function loadToken(file: string): Promise<OptimizedToken> {
   const resolved = path.resolve(parse("loadToken()", pathSchema, file, "file"));
   const { tensors, metadata } = await awaitNative(native.loadTensors(resolved));
   if (metadata.format !== FORMAT || metadata.text === undefined || metadata.context === undefined)
-    throw new ConfigError(`${resolved}: no ${FORMAT} metadata (text, context); token files are written by token.save()`);
+    throw new InvalidArgumentError(`${resolved}: not an ovam token file (no ${FORMAT} metadata with text and context); token files are written by token.save()`);
   const { embedding, initial } = tensors;
   const dims = metadata.dims;
   for (const [name, tensor] of [["embedding", embedding], ["initial", initial]] as const)
