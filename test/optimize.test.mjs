@@ -25,15 +25,16 @@ for (const variant of variants) {
     const ei = relL2(r.initial.data, tensors[o.initial].data);
     t.ok(ei < 1e-4, `initial embedding relL2 ${ei.toExponential(2)}`);
     t.equal(r.losses.length, o.epochs);
-    for (let i = 0; i < 10; i++) {
+    // Every epoch: the step decay (StepLR) must fall on the same epochs as the reference's.
+    for (let i = 0; i < o.epochs; i++) {
       const rel = Math.abs(r.losses[i] - o.losses[i]) / Math.abs(o.losses[i]);
       t.ok(rel < 1e-3, `epoch ${i}: loss ${r.losses[i].toFixed(6)} vs ${o.losses[i].toFixed(6)} (rel ${rel.toExponential(2)})`);
     }
     const ef = relL2(r.final.data, tensors[o.final].data);
-    t.ok(ef < 1e-2, `final embedding relL2 ${ef.toExponential(2)}`);
+    t.ok(ef < 1e-3, `final embedding relL2 ${ef.toExponential(2)}`);
     const map = await g.attribute({ embeddings: r.final }, { size: target.shape.slice(2) });
     const em = relL2(map.maps.data, tensors[o.final_map].data);
-    t.ok(em < 1e-2, `final map relL2 ${em.toExponential(2)}`);
+    t.ok(em < 1e-3, `final map relL2 ${em.toExponential(2)}`);
     const best = Math.min(...r.losses);
     t.ok(r.losses.indexOf(best) >= 0 && best <= r.losses[0], "the best epoch is kept");
     await new Promise((resolve) => setImmediate(resolve));

@@ -3,6 +3,7 @@
 #include "addon/convert.h"
 #include "addon/generation_wrap.h"
 #include "pipelines/generation_file.h"
+#include "schedulers/scheduler.h"
 #include "util/errors.h"
 #include "util/safetensors.h"
 
@@ -43,7 +44,7 @@ Napi::Object PipelineWrap::wrap(Napi::Env env, std::shared_ptr<StableDiffusion> 
   auto sd = *holder;
   object.Set("folder", sd->folder);
   object.Set("device", sd->device.str());
-  object.Set("dtype", std::string(c10::toString(sd->dtype)));
+  object.Set("dtype", dtype_name(sd->dtype));
   object.Set("defaultScheduler", sd->scheduler_class);
   const int64_t side = sd->unet->config().sample_size * sd->vae_scale_factor();
   auto size = Napi::Array::New(env, 2);
@@ -211,6 +212,10 @@ void init_pipeline(Napi::Env env, Napi::Object exports) {
   exports.Set("loadPipeline", Napi::Function::New(env, LoadPipeline));
   exports.Set("saveTensors", Napi::Function::New(env, SaveTensors));
   exports.Set("loadTensors", Napi::Function::New(env, LoadTensors));
+  auto names = scheduler_names();
+  auto list = Napi::Array::New(env, names.size());
+  for (size_t i = 0; i < names.size(); ++i) list.Set(uint32_t(i), names[i]);
+  exports.Set("schedulers", list);
 }
 
 }  // namespace ovam::addon

@@ -1,5 +1,7 @@
 #include "ovam/optimize.h"
 
+#include <cmath>
+
 #include "util/errors.h"
 
 namespace ovam {
@@ -10,6 +12,7 @@ OptimizeResult optimize_token(UNet2DConditionModelImpl& unet, const std::vector<
   if (stores.empty() || stores.size() != targets.size())
     throw Error(code::kInvalidArgument, "optimize: one target per generation is needed");
   if (options.epochs < 1) throw Error(code::kInvalidArgument, "optimize: epochs must be at least 1");
+  if (options.step_size < 1) throw Error(code::kInvalidArgument, "optimize: stepSize must be at least 1");
   if (initial.dim() != 2 || initial.size(0) != 2)
     throw Error(code::kInvalidArgument, "optimize: the initial embedding must be [2, D] (<|startoftext|>, token)");
   for (size_t i = 0; i < targets.size(); ++i)
@@ -20,12 +23,15 @@ OptimizeResult optimize_token(UNet2DConditionModelImpl& unet, const std::vector<
   torch::AutoGradMode grad_on(true);
   auto x = initial.detach().to(torch::kFloat32).clone().set_requires_grad(true);
   torch::optim::SGD sgd({x}, torch::optim::SGDOptions(options.lr));
-  torch::optim::StepLR schedule(sgd, options.step_size, options.gamma);
+  auto& sgd_options = static_cast<torch::optim::SGDOptions&>(sgd.param_groups()[0].options());
 
   OptimizeResult result;
   double best = std::numeric_limits<double>::infinity();
   for (int64_t epoch = 0; epoch < options.epochs; ++epoch) {
     if (progress.cancel && progress.cancel->load()) throw Error(code::kAborted, "token optimisation aborted");
+    // Python's StepLR: lr · gamma^(epoch // step_size). libtorch 1.13's StepLR decays one step
+    // late (it tests the count before incrementing it), so the rate is set here directly.
+    sgd_options.lr(options.lr * std::pow(options.gamma, double(epoch / options.step_size)));
     sgd.zero_grad();
     torch::Tensor loss;
     for (size_t i = 0; i < stores.size(); ++i) {
@@ -46,7 +52,6 @@ OptimizeResult optimize_token(UNet2DConditionModelImpl& unet, const std::vector<
     }
     loss.backward();
     sgd.step();
-    schedule.step();
     if (progress.on_epoch) progress.on_epoch(epoch, value);
   }
   result.final = x.detach().clone();

@@ -27,7 +27,7 @@ void save_generation(const std::string& path, const Generation& g, const std::st
   meta["capture"] = {{"enabled", capture.enabled},
                      {"mid_block", capture.mid_block},
                      {"branch", capture.branch},
-                     {"dtype", std::string(c10::toString(capture.dtype))},
+                     {"dtype", dtype_name(capture.dtype)},
                      {"streaming", capture.streaming},
                      {"steps", g.store->total_steps()}};
   std::vector<std::pair<std::string, torch::Tensor>> tensors{{"image", g.image}, {"latents", g.latents}};

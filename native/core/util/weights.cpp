@@ -108,6 +108,15 @@ torch::ScalarType parse_dtype(const std::string& name) {
   throw Error(code::kInvalidArgument, "dtype \"" + name + "\" is not supported (accepted: float32, float16, bfloat16)");
 }
 
+std::string dtype_name(torch::ScalarType type) {
+  switch (type) {
+    case torch::kFloat32: return "float32";
+    case torch::kFloat16: return "float16";
+    case torch::kBFloat16: return "bfloat16";
+    default: return c10::toString(type);
+  }
+}
+
 torch::Device parse_device(const std::string& name) {
   if (name == "cpu") return torch::kCPU;
   if (name.rfind("cuda", 0) == 0) {
