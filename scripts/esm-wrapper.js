@@ -2,6 +2,7 @@
 // Writes dist/index.mjs, the ESM entry: it re-exports the CommonJS build's named exports, so
 // `import * as ovam from "ovam"` and `require("ovam")` share one instance (and one native addon).
 // The names are read from the built module itself, so the wrapper never falls behind index.ts.
+// Also makes the command line, dist/cli.js, executable.
 "use strict";
 const fs = require("node:fs");
 const path = require("node:path");
@@ -18,4 +19,6 @@ import ovam from "./index.js";
 ${names.length ? `export const {\n${names.map((n) => `  ${n},`).join("\n")}\n} = ovam;\n` : ""}export default ovam;
 `;
 fs.writeFileSync(path.join(dist, "index.mjs"), text);
+// tsc writes files without the execute bit; package.json "bin" runs dist/cli.js directly.
+fs.chmodSync(path.join(dist, "cli.js"), 0o755);
 console.log(`esm-wrapper: dist/index.mjs re-exports ${names.length} names`);

@@ -104,7 +104,7 @@ export class AttributionMaps {
 }
 
 // (v − min) / (max − min); a constant map normalises to zeros.
-function minMax(data: Float32Array): Float32Array {
+export function minMax(data: Float32Array): Float32Array {
   let min = Infinity;
   let max = -Infinity;
   for (const v of data) {

@@ -1,10 +1,13 @@
-// PNG encoding (RGB 8-bit and grey 16-bit), deflated on the libuv pool by node:zlib.
+// PNG encoding (RGB and grey 8-bit, grey 16-bit) and decoding (8-bit, non-interlaced), zlib
+// work on the libuv pool by node:zlib.
 import { promisify } from "node:util";
-import { deflate as deflateCallback } from "node:zlib";
+import { deflate as deflateCallback, inflate as inflateCallback } from "node:zlib";
 
+import { InvalidArgumentError } from "./errors";
 import { invalidOption } from "./options";
 
 const deflate = promisify(deflateCallback);
+const inflate = promisify(inflateCallback);
 const SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
 const COLOR_GREY = 0;
 const COLOR_RGB = 2;
@@ -53,14 +56,23 @@ async function encode(width: number, height: number, bitDepth: number, colorType
   return Buffer.concat([SIGNATURE, chunk("IHDR", header), chunk("IDAT", compressed), chunk("IEND", Buffer.alloc(0))]);
 }
 
-/** An 8-bit RGB PNG from row-major RGB pixels (width × height × 3 bytes). */
-export async function encodeRGB(width: number, height: number, pixels: Uint8Array): Promise<Buffer> {
-  if (!(pixels instanceof Uint8Array)) throw invalidOption("encodeRGB()", "pixels", pixels, "a Uint8Array");
-  checkSize("encodeRGB()", width, height, "pixels", pixels.length, 3, "Uint8Array");
-  const stride = width * 3;
+function encode8(where: string, width: number, height: number, pixels: Uint8Array, option: string, channels: number, colorType: number): Promise<Buffer> {
+  if (!(pixels instanceof Uint8Array)) throw invalidOption(where, option, pixels, "a Uint8Array");
+  checkSize(where, width, height, option, pixels.length, channels, "Uint8Array");
+  const stride = width * channels;
   const rows = Buffer.alloc((stride + 1) * height);
   for (let y = 0; y < height; y++) rows.set(pixels.subarray(y * stride, (y + 1) * stride), y * (stride + 1) + 1);
-  return encode(width, height, 8, COLOR_RGB, rows);
+  return encode(width, height, 8, colorType, rows);
+}
+
+/** An 8-bit RGB PNG from row-major RGB pixels (width × height × 3 bytes). */
+export function encodeRGB(width: number, height: number, pixels: Uint8Array): Promise<Buffer> {
+  return encode8("encodeRGB()", width, height, pixels, "pixels", 3, COLOR_RGB);
+}
+
+/** An 8-bit greyscale PNG from row-major values (width × height bytes). */
+export function encodeGray8(width: number, height: number, values: Uint8Array): Promise<Buffer> {
+  return encode8("encodeGray8()", width, height, values, "values", 1, COLOR_GREY);
 }
 
 /** A 16-bit greyscale PNG from row-major values (width × height). */
@@ -72,4 +84,92 @@ export async function encodeGray16(width: number, height: number, values: Uint16
   for (let y = 0; y < height; y++)
     for (let x = 0; x < width; x++) rows.writeUInt16BE(values[y * width + x], y * stride + 1 + x * 2); // PNG is big-endian
   return encode(width, height, 16, COLOR_GREY, rows);
+}
+
+/** A decoded 8-bit PNG: row-major samples, `channels` per pixel (1 grey, 2 grey+alpha, 3 RGB, 4 RGBA). */
+export interface DecodedPNG {
+  width: number;
+  height: number;
+  channels: 1 | 2 | 3 | 4;
+  data: Uint8Array;
+}
+
+const CHANNELS: Record<number, DecodedPNG["channels"]> = { 0: 1, 4: 2, 2: 3, 6: 4 };
+// Bounds the decoded buffer (a 16384² image) so a forged header cannot ask for gigabytes.
+const MAX_PIXELS = 1 << 28;
+
+/**
+ * Decodes an 8-bit, non-interlaced grey, grey+alpha, RGB or RGBA PNG (every filter type);
+ * anything else is an InvalidArgumentError naming what is unsupported.
+ */
+export async function decodePNG(png: Uint8Array, name = "PNG"): Promise<DecodedPNG> {
+  const bytes = Buffer.from(png.buffer, png.byteOffset, png.byteLength);
+  const bad = (what: string) => new InvalidArgumentError(`${name}: ${what}`);
+  if (bytes.length < 8 || !bytes.subarray(0, 8).equals(SIGNATURE)) throw bad("not a PNG file (no PNG signature)");
+  let header: Buffer | undefined;
+  const idat: Buffer[] = [];
+  for (let at = 8; ; ) {
+    if (at + 12 > bytes.length) throw bad("truncated (no IEND chunk)");
+    const length = bytes.readUInt32BE(at);
+    const type = bytes.toString("latin1", at + 4, at + 8);
+    if (at + 12 + length > bytes.length) throw bad(`truncated ${type} chunk`);
+    if (bytes.readUInt32BE(at + 8 + length) !== crc32(bytes.subarray(at + 4, at + 8 + length))) throw bad(`corrupt ${type} chunk (CRC mismatch)`);
+    const data = bytes.subarray(at + 8, at + 8 + length);
+    if (type === "IHDR") header = data;
+    else if (type === "IDAT") idat.push(data);
+    else if (type === "IEND") break;
+    at += 12 + length;
+  }
+  if (!header || header.length !== 13) throw bad("no valid IHDR chunk");
+  const width = header.readUInt32BE(0);
+  const height = header.readUInt32BE(4);
+  const [bitDepth, colorType, , , interlace] = header.subarray(8);
+  const channels = CHANNELS[colorType];
+  if (channels === undefined) throw bad(`colour type ${colorType} (${colorType === 3 ? "palette" : "unknown"}) is not supported; use 8-bit grey, grey+alpha, RGB or RGBA`);
+  if (bitDepth !== 8) throw bad(`bit depth ${bitDepth} is not supported; use 8 bits per sample`);
+  if (interlace !== 0) throw bad("interlaced (Adam7) PNGs are not supported; save it non-interlaced");
+  if (width < 1 || height < 1 || width * height > MAX_PIXELS) throw bad(`a ${width}×${height} image is outside the supported sizes`);
+  let raw: Buffer;
+  try {
+    raw = await inflate(Buffer.concat(idat));
+  } catch (error) {
+    throw new InvalidArgumentError(`${name}: corrupt image data (${(error as Error).message})`, { cause: error });
+  }
+  const stride = width * channels;
+  if (raw.length < (stride + 1) * height) throw bad("image data shorter than its size");
+  return { width, height, channels, data: unfilter(raw, width, height, channels, bad) };
+}
+
+// Reverses the per-row filters (PNG spec §9): bpp = channels for 8-bit samples.
+function unfilter(raw: Buffer, width: number, height: number, bpp: number, bad: (what: string) => Error): Uint8Array {
+  const stride = width * bpp;
+  const out = new Uint8Array(stride * height);
+  for (let y = 0; y < height; y++) {
+    const filter = raw[y * (stride + 1)];
+    const source = raw.subarray(y * (stride + 1) + 1, (y + 1) * (stride + 1));
+    const row = y * stride;
+    const prior = row - stride; // the row above; reads as 0 on the first row
+    for (let i = 0; i < stride; i++) {
+      const a = i >= bpp ? out[row + i - bpp] : 0;
+      const b = y > 0 ? out[prior + i] : 0;
+      const c = i >= bpp && y > 0 ? out[prior + i - bpp] : 0;
+      let predictor: number;
+      if (filter === 0) predictor = 0;
+      else if (filter === 1) predictor = a;
+      else if (filter === 2) predictor = b;
+      else if (filter === 3) predictor = (a + b) >> 1;
+      else if (filter === 4) predictor = paeth(a, b, c);
+      else throw bad(`row ${y} has unknown filter type ${filter}`);
+      out[row + i] = (source[i] + predictor) & 0xff;
+    }
+  }
+  return out;
+}
+
+function paeth(a: number, b: number, c: number): number {
+  const p = a + b - c;
+  const pa = Math.abs(p - a);
+  const pb = Math.abs(p - b);
+  const pc = Math.abs(p - c);
+  return pa <= pb && pa <= pc ? a : pb <= pc ? b : c;
 }

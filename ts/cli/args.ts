@@ -1,0 +1,130 @@
+// Command-line parsing on node:util parseArgs: each command's flags, checked strictly, and the
+// conversions of flag text to numbers and sizes. Mistakes here are UsageErrors (exit status 2).
+import { parseArgs, type ParseArgsConfig } from "node:util";
+
+import type { LoadOptions } from "../options";
+import type { Context } from "./workflow";
+
+/** A mistake in how the command was called; the message says which flag or argument. */
+export class UsageError extends Error {
+  readonly code = "ERR_USAGE";
+  constructor(message: string) {
+    super(message);
+    this.name = "UsageError";
+  }
+}
+
+export type OptionSpec = NonNullable<ParseArgsConfig["options"]>;
+export type Values = Record<string, string | boolean | string[] | undefined>;
+
+/** Flags every command takes. */
+export const commonOptions = {
+  help: { type: "boolean", short: "h" },
+  json: { type: "boolean" },
+  verbose: { type: "boolean" },
+} as const satisfies OptionSpec;
+
+/** --help text of commonOptions. */
+export const COMMON_HELP = `Output options:
+  --json                  JSON-lines records on stdout (progress, file, note, result)
+  --verbose               stack traces with errors
+  -h, --help              this help`;
+
+/** Flags of the commands that load a model. */
+export const modelOptions = {
+  model: { type: "string" },
+  device: { type: "string" },
+  dtype: { type: "string" },
+  threads: { type: "string" },
+} as const satisfies OptionSpec;
+
+/** --help text of modelOptions. */
+export const MODEL_HELP = `Model options:
+  --model DIR             diffusers Stable Diffusion 1.x/2.x folder (default: the bundled
+                          tiny random-weight test model, whose pictures are noise)
+  --device NAME           cpu (default), cuda or cuda:N
+  --dtype NAME            float32 (default), float16 or bfloat16
+  --threads N             CPU threads, 0 = all cores (default)`;
+
+/** Whether -h / --help comes before any "--" (then help wins over every other mistake). */
+export function wantsHelp(args: readonly string[]): boolean {
+  const end = args.indexOf("--");
+  return (end < 0 ? args : args.slice(0, end)).some((arg) => arg === "--help" || arg === "-h");
+}
+
+export function parse(args: string[], options: OptionSpec): { values: Values; positionals: string[] } {
+  try {
+    return parseArgs({ args, options, strict: true, allowPositionals: true }) as { values: Values; positionals: string[] };
+  } catch (error) {
+    // parseArgs words its errors for programmers ("Unknown option '--x'. To specify a positional…"): keep the first sentence.
+    throw new UsageError(String((error as Error).message).split(". ")[0]);
+  }
+}
+
+/** A flag's string value (the last one given), or undefined. */
+export function text(values: Values, name: string): string | undefined {
+  const value = values[name];
+  return Array.isArray(value) ? value.at(-1) : typeof value === "string" ? value : undefined;
+}
+
+export function texts(values: Values, name: string): string[] {
+  const value = values[name];
+  return Array.isArray(value) ? value : typeof value === "string" ? [value] : [];
+}
+
+const NUMBER = /^[-+]?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?$/i;
+
+/** --name as a number, or undefined when absent; `integer` also refuses fractions. */
+export function number(values: Values, name: string, kind: "integer" | "number" = "number"): number | undefined {
+  const raw = text(values, name);
+  if (raw === undefined) return undefined;
+  const value = Number(raw);
+  if (!NUMBER.test(raw.trim()) || (kind === "integer" && !Number.isSafeInteger(value)))
+    throw new UsageError(`--${name} expects ${kind === "integer" ? "an integer" : "a number"}, got "${raw}"`);
+  return value;
+}
+
+/** --size WxH (e.g. 512x512) as { width, height }. */
+export function size(values: Values): { width?: number; height?: number } {
+  const raw = text(values, "size");
+  if (raw === undefined) return {};
+  const match = /^(\d+)[x×](\d+)$/i.exec(raw.trim());
+  if (!match) throw new UsageError(`--size expects WIDTHxHEIGHT in pixels (e.g. 512x512), got "${raw}"`);
+  return { width: Number(match[1]), height: Number(match[2]) };
+}
+
+/** --name restricted to `choices`. */
+export function choice<T extends string>(values: Values, name: string, choices: readonly T[]): T | undefined {
+  const raw = text(values, name);
+  if (raw === undefined || (choices as readonly string[]).includes(raw)) return raw as T | undefined;
+  throw new UsageError(`--${name} expects one of ${choices.join(", ")}, got "${raw}"`);
+}
+
+/** The load() options of --device, --dtype and --threads (their values are checked by load()). */
+export function loadOptions(values: Values): LoadOptions {
+  return {
+    device: text(values, "device"),
+    dtype: choice(values, "dtype", ["float32", "float16", "bfloat16"] as const),
+    threads: number(values, "threads", "integer"),
+  };
+}
+
+/** A subcommand: its flags, its --help text, and what it does with the parsed arguments. */
+export interface Command {
+  name: string;
+  summary: string;
+  help: string;
+  options: OptionSpec;
+  run(ctx: Context, values: Values, positionals: string[]): Promise<void>;
+}
+
+/** Throws a UsageError unless `value` was given. */
+export function required<T>(value: T | undefined, what: string): T {
+  if (value === undefined || (Array.isArray(value) && value.length === 0)) throw new UsageError(`missing ${what}`);
+  return value;
+}
+
+/** Throws a UsageError naming arguments left over after a command's positionals. */
+export function noExtra(extra: readonly string[], hint: string): void {
+  if (extra.length > 0) throw new UsageError(`unexpected argument${extra.length > 1 ? "s" : ""} ${extra.map((a) => JSON.stringify(a)).join(" ")} (${hint})`);
+}

@@ -1,0 +1,71 @@
+// ovam generate: one image from a prompt, saved as a PNG and as a generation file for attribution.
+import type { SchedulerName } from "../options";
+import { commonOptions, COMMON_HELP, loadOptions, MODEL_HELP, modelOptions, noExtra, number, required, size, text, type Command } from "./args";
+import { fileList, OutputDir, safeStem } from "./output";
+import { generateAndSave, loadModel } from "./workflow";
+
+export const generateCommand: Command = {
+  name: "generate",
+  summary: "generate an image and save it with its captured attention",
+  options: {
+    ...commonOptions,
+    ...modelOptions,
+    out: { type: "string", short: "o" },
+    name: { type: "string" },
+    steps: { type: "string" },
+    seed: { type: "string" },
+    size: { type: "string" },
+    scheduler: { type: "string" },
+    guidance: { type: "string" },
+    negative: { type: "string" },
+  },
+  help: `Usage: ovam generate "<prompt>" --out DIR [options]
+
+Generates an image and writes, into DIR:
+  NAME.png              the image
+  NAME.safetensors      the generation (image, latents, captured cross-attention and
+                        settings), the input of "ovam attribute" and "ovam optimize"
+
+Options:
+  -o, --out DIR           output folder (created if missing; required)
+  --name NAME             file name stem (default: image)
+  --steps N               denoising steps (default 50)
+  --seed N                noise seed (default: random; printed and saved)
+  --size WxH              image size in pixels, multiples of 8 (default: the model's)
+  --scheduler NAME        PNDM, DDIM, Euler, DPMSolver or LMS (default: the model's)
+  --guidance G            classifier-free guidance scale (default 7.5)
+  --negative TEXT         negative prompt
+
+${MODEL_HELP}
+
+${COMMON_HELP}
+
+Examples:
+  ovam generate "a photograph of a car in a city street" --steps 3 --seed 1 --out out/
+  ovam generate "a cat on a sofa" --model ~/models/stable-diffusion-v1-5 --size 512x512 --out cat/`,
+
+  async run(ctx, values, positionals) {
+    const [prompt, ...extra] = positionals;
+    required(prompt, 'prompt (ovam generate "<prompt>" --out DIR)');
+    noExtra(extra, "quote a prompt that has spaces");
+    const outDir = required(text(values, "out"), "--out DIR");
+    const options = {
+      prompt,
+      negativePrompt: text(values, "negative"),
+      steps: number(values, "steps", "integer"),
+      seed: number(values, "seed", "integer"),
+      guidanceScale: number(values, "guidance"),
+      scheduler: text(values, "scheduler") as SchedulerName | undefined, // checked by generate()
+      ...size(values),
+    };
+    const load = loadOptions(values);
+    const sd = await loadModel(ctx, text(values, "model"), load);
+    const out = await OutputDir.create(outDir, ctx.reporter);
+    const { image } = await generateAndSave(ctx, sd, options, out, safeStem(text(values, "name") ?? "image"));
+    const { seed, width, height, steps, scheduler } = image.settings;
+    ctx.reporter.result(
+      { command: "generate", prompt, seed, width, height, steps, scheduler, files: out.files },
+      `Generated a ${width}×${height} image of "${prompt}" (${steps} steps, ${scheduler}, seed ${seed}).\n${fileList(out.files)}`,
+    );
+  },
+};

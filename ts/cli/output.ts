@@ -1,0 +1,98 @@
+// The output folder of a command: file names made safe from user words (nothing escapes the
+// folder), unique within the run, and a record of every file written and what it shows.
+import { mkdir, writeFile } from "node:fs/promises";
+import path from "node:path";
+
+import { InternalError } from "../errors";
+import type { Reporter } from "../progress";
+
+export interface WrittenFile {
+  /** Absolute path. */
+  path: string;
+  description: string;
+}
+
+/** `label` as a file-name stem of [a-z0-9_-] (accents dropped, anything else a "-"), never empty. */
+export function safeStem(label: string): string {
+  const stem = label
+    .normalize("NFKD")
+    .replace(/[\u0300-\u036f]/g, "")
+    .toLowerCase()
+    .replace(/[^a-z0-9_-]+/g, "-")
+    .replace(/^-+|-+$/g, "")
+    .slice(0, 64);
+  return stem || "word";
+}
+
+export class OutputDir {
+  /** The folder, absolute. */
+  readonly dir: string;
+  readonly files: WrittenFile[] = [];
+  readonly #reporter: Reporter;
+  readonly #stems = new Set<string>();
+
+  private constructor(dir: string, reporter: Reporter) {
+    this.dir = dir;
+    this.#reporter = reporter;
+  }
+
+  /** The folder `dir` (created with its parents when missing). */
+  static async create(dir: string, reporter: Reporter): Promise<OutputDir> {
+    const resolved = path.resolve(dir);
+    await mkdir(resolved, { recursive: true });
+    return new OutputDir(resolved, reporter);
+  }
+
+  /** A safe stem for `label`, with "-2", "-3"… after it when an earlier label of this run took it. */
+  stem(label: string): string {
+    const base = safeStem(label);
+    let stem = base;
+    for (let n = 2; this.#stems.has(stem); n++) stem = `${base}-${n}`;
+    this.#stems.add(stem);
+    return stem;
+  }
+
+  /** Writes `name` (a plain file name) into the folder and records it. */
+  async write(name: string, data: Uint8Array | string, description: string): Promise<string> {
+    const file = path.join(this.dir, name);
+    // Names come from safeStem(); this guards the invariant rather than user input.
+    if (path.dirname(file) !== this.dir) throw new InternalError(`output name "${name}" leaves ${this.dir}`);
+    await writeFile(file, data);
+    this.record(file, description);
+    return file;
+  }
+
+  /** Records a file written by someone else (image.save(), token.save()). */
+  record(file: string, description: string): void {
+    this.files.push({ path: file, description });
+    this.#reporter.record("file", { path: file, description });
+  }
+}
+
+/** `file` as people read it: relative to the working folder when inside it. */
+export function displayPath(file: string): string {
+  const relative = path.relative(process.cwd(), file);
+  return relative && !relative.startsWith("..") && !path.isAbsolute(relative) ? relative : file;
+}
+
+/** "Wrote N files:" and one line per file with what it shows. */
+export function fileList(files: readonly WrittenFile[]): string {
+  const shown = files.map((f) => displayPath(f.path));
+  const width = Math.max(...shown.map((s) => s.length));
+  return [`Wrote ${files.length} file${files.length === 1 ? "" : "s"}:`, ...files.map((f, i) => `  ${shown[i].padEnd(width)}  ${f.description}`)].join("\n");
+}
+
+/** A float32 array as a NumPy .npy file (format 1.0, little-endian, C order). */
+export function npyFloat32(data: Float32Array, shape: readonly number[]): Buffer {
+  let header = `{'descr': '<f4', 'fortran_order': False, 'shape': (${shape.join(", ")}${shape.length === 1 ? "," : ""}), }`;
+  // Magic (6) + version (2) + length (2) + header, padded with spaces to a multiple of 64 and ended by "\n".
+  header = header.padEnd(Math.ceil((10 + header.length + 1) / 64) * 64 - 10 - 1, " ") + "\n";
+  const out = Buffer.alloc(10 + header.length + data.length * 4);
+  out.write("\x93NUMPY", 0, "latin1");
+  out[6] = 1;
+  out[7] = 0;
+  out.writeUInt16LE(header.length, 8);
+  out.write(header, 10, "latin1");
+  data.forEach((v, i) => out.writeFloatLE(v, 10 + header.length + i * 4));
+  return out;
+}

@@ -1,0 +1,145 @@
+// The work behind the commands, shared by generate, attribute, optimize and demo: load a model,
+// generate and save, attribute words or tokens into pictures, read masks and optimise a token.
+import { readFile } from "node:fs/promises";
+import path from "node:path";
+
+import { InvalidArgumentError } from "../errors";
+import { generate, type GeneratedImage } from "../image";
+import { attribute, minMax } from "../maps";
+import type { GenerateOptions, LoadOptions, Map2D, OptimizeOptions } from "../options";
+import { decodePNG, encodeGray8, encodeRGB } from "../png";
+import { bundledModelDir, load, type Pipeline } from "../pipeline";
+import type { Reporter } from "../progress";
+import { contactSheet, overlay, type RGBImage } from "../render";
+import { optimizeToken, type OptimizedToken } from "../token";
+import { npyFloat32, type OutputDir } from "./output";
+
+export interface Context {
+  reporter: Reporter;
+  /** Aborted by Ctrl-C. */
+  signal: AbortSignal;
+}
+
+/** Loads `modelDir` (default: the bundled tiny model), saying which and warning when it is the random-weight one. */
+export async function loadModel(ctx: Context, modelDir: string | undefined, options: LoadOptions): Promise<Pipeline> {
+  const sd = await load(modelDir, options);
+  ctx.reporter.note(`Model: ${sd.folder} (${sd.device}, ${sd.dtype})`);
+  if (isBundled(sd)) ctx.reporter.note(BUNDLED_WARNING);
+  ctx.signal.throwIfAborted();
+  return sd;
+}
+
+export const BUNDLED_WARNING =
+  "Note: this is the bundled tiny RANDOM-WEIGHT smoke-test model: its 64×64 pictures are noise and its maps show no objects. " +
+  "For real pictures pass --model /path/to/stable-diffusion-v1-5 (a diffusers folder).";
+
+export function isBundled(sd: Pipeline): boolean {
+  return path.resolve(sd.folder) === path.resolve(bundledModelDir);
+}
+
+/** Generates with a progress bar, then writes NAME.png and NAME.safetensors (image.save()). */
+export async function generateAndSave(
+  ctx: Context,
+  sd: Pipeline,
+  options: Omit<GenerateOptions, "onStep" | "signal">,
+  out: OutputDir,
+  name: string,
+): Promise<{ image: GeneratedImage; png: string; generation: string }> {
+  let task: ReturnType<Reporter["start"]> | undefined;
+  const image = await generate(sd, {
+    ...options,
+    onStep: (step, total) => {
+      // The total comes with the first step: schedulers may run more evaluations than steps.
+      task ??= ctx.reporter.start("generate", "step", total);
+      task.update(step);
+    },
+    signal: ctx.signal,
+  }).finally(() => task?.end());
+  const { seed, width, height, steps } = image.settings;
+  const png = await out.write(`${name}.png`, await image.toPNG(), `the generated ${width}×${height} image (${steps} steps, seed ${seed})`);
+  const generation = path.join(out.dir, `${name}.safetensors`);
+  await image.save(generation);
+  out.record(generation, "the saved generation (image, latents, captured attention, settings): input of attribute and optimize");
+  return { image, png, generation };
+}
+
+/** What to attribute: a word or text of the user's, or an optimised token. */
+export type Subject = { label: string; text: string } | { label: string; token: OptimizedToken };
+
+/**
+ * Per subject: its map as an overlay on the image, the raw map (16-bit PNG, min-max normalised,
+ * and float32 .npy) and the thresholded mask; then one sheet with the image and every overlay.
+ */
+export async function attributeSubjects(
+  ctx: Context,
+  image: GeneratedImage,
+  subjects: readonly Subject[],
+  out: OutputDir,
+  options: { mode?: "softmax" | "linear"; threshold?: number },
+): Promise<{ sheet: { path: string; width: number; height: number } }> {
+  const picture: RGBImage = { width: image.width, height: image.height, pixels: image.pixels };
+  const tiles = [{ label: image.settings.prompt, image: picture }];
+  for (const subject of subjects) {
+    ctx.signal.throwIfAborted();
+    const [target, word] = "token" in subject ? [subject.token, subject.token.text] : [subject.text, subject.text];
+    const maps = await attribute(image, target, { mode: options.mode });
+    const map = maps.word(word);
+    const stem = out.stem("token" in subject ? `token-${subject.token.text}` : subject.label);
+    const what = `"${subject.label}"`;
+    const heat = overlay(picture, minMax(map.data));
+    await out.write(`${stem}.overlay.png`, await encodeRGB(heat.width, heat.height, heat.pixels), `${what}: heat map (viridis, opacity by intensity) over the image`);
+    await out.write(`${stem}.map.png`, await maps.toPNG(word), `${what}: the map as 16-bit grey (min-max normalised)`);
+    await out.write(`${stem}.map.npy`, npyFloat32(map.data, [map.height, map.width]), `${what}: the raw map values (float32 NumPy array, [height, width])`);
+    const mask = maps.mask(word, { threshold: options.threshold });
+    const threshold = options.threshold ?? 0.5;
+    await out.write(`${stem}.mask.png`, await maskPNG(mask), `${what}: mask, white where the normalised map > ${threshold}`);
+    tiles.push({ label: subject.label, image: heat });
+  }
+  const sheet = contactSheet(tiles);
+  const file = await out.write("sheet.png", await encodeRGB(sheet.width, sheet.height, sheet.pixels), `the image and every map side by side, labelled`);
+  return { sheet: { path: file, width: sheet.width, height: sheet.height } };
+}
+
+/** A 0/1 mask as an 8-bit grey PNG, black and white. */
+export function maskPNG(mask: Map2D<Uint8Array>): Promise<Buffer> {
+  return encodeGray8(mask.width, mask.height, mask.data.map((v) => v * 255));
+}
+
+/**
+ * A mask PNG as a 0/1 plane of the image's size: 1 where the pixel is light (grey level, or RGB
+ * mean, above 127) and opaque (alpha above 127). A mask of another size with the image's aspect
+ * ratio is resized (nearest); any other size is an InvalidArgumentError.
+ */
+export async function readMask(file: string, image: GeneratedImage): Promise<Map2D<Uint8Array>> {
+  const png = await decodePNG(await readFile(file), file);
+  const { width, height, channels, data } = png;
+  if (width * image.height !== height * image.width)
+    throw new InvalidArgumentError(
+      `${file}: the mask is ${width}×${height} but the image is ${image.width}×${image.height}; a mask needs the image's size (or its aspect ratio, to be resized)`,
+    );
+  const colours = channels === 1 || channels === 2 ? 1 : 3;
+  const mask = new Uint8Array(image.width * image.height);
+  for (let y = 0; y < image.height; y++)
+    for (let x = 0; x < image.width; x++) {
+      const at = (Math.floor((y * height) / image.height) * width + Math.floor((x * width) / image.width)) * channels;
+      let grey = 0;
+      for (let c = 0; c < colours; c++) grey += data[at + c] / colours;
+      const opaque = channels % 2 === 1 || data[at + channels - 1] > 127;
+      mask[y * image.width + x] = grey > 127 && opaque ? 1 : 0;
+    }
+  return { data: mask, width: image.width, height: image.height };
+}
+
+/** optimizeToken() with the loss of each epoch reported as it comes. */
+export async function optimizeWithProgress(
+  ctx: Context,
+  images: readonly GeneratedImage[],
+  options: Omit<OptimizeOptions, "onEpoch" | "signal" | "epochs"> & { epochs: number },
+): Promise<OptimizedToken> {
+  const task = ctx.reporter.start("optimize", "epoch", options.epochs);
+  try {
+    return await optimizeToken(images, { ...options, onEpoch: (epoch, loss) => task.update(epoch + 1, { loss }), signal: ctx.signal });
+  } finally {
+    task.end();
+  }
+}
