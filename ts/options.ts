@@ -169,7 +169,9 @@ const tensor = () =>
       },
       { error: tensorAccepted },
     )
-    .refine((t) => t.data.length === t.shape.reduce((a, b) => a * b, 1), { error: tensorAccepted });
+    .refine((t) => t.data.length === t.shape.reduce((a, b) => a * b, 1), { error: tensorAccepted })
+    // NaN or ±Infinity noise would run every step and decode to a meaningless image.
+    .refine((t) => t.data.every(Number.isFinite), { error: "finite values", path: ["data"] });
 
 const captureSchema = options({
   midBlock: boolean().default(false),

@@ -15,7 +15,8 @@ void AttentionStore::on_cross_attention(const std::string& block, AttentionImpl&
   const int64_t heads = attention.heads, head_dim = attention.head_dim, n = height * width;
   // [h·w, heads·d] → [heads, h·w, d]: the layout attribution reads.
   auto q = attention.to_q->forward(hidden_states[row]).view({n, heads, head_dim}).transpose(0, 1);
-  q = q.to(options_.dtype);
+  // A streaming sum stays float32 until finish(): a half-precision running sum would round once per step.
+  q = q.to(options_.streaming ? torch::kFloat32 : options_.dtype);
 
   auto it = index_.find(block);
   if (it == index_.end()) {
@@ -39,6 +40,11 @@ void AttentionStore::on_cross_attention(const std::string& block, AttentionImpl&
     b.queries.select(1, step_).copy_(q);
   }
   b.steps += 1;
+}
+
+void AttentionStore::finish() {
+  if (!options_.streaming) return;
+  for (auto& b : blocks_) b.queries = b.queries.to(options_.dtype);
 }
 
 int64_t AttentionStore::bytes() const {

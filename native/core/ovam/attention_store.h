@@ -42,6 +42,9 @@ class AttentionStore : public CrossAttentionObserver {
   void on_cross_attention(const std::string& block, AttentionImpl& attention, const torch::Tensor& hidden_states,
                           int64_t height, int64_t width) override;
 
+  // After the last step: rounds streaming sums to the storage dtype.
+  void finish();
+
   const CaptureOptions& options() const { return options_; }
   const std::vector<StoredBlock>& blocks() const { return blocks_; }
   std::vector<StoredBlock>& blocks() { return blocks_; }

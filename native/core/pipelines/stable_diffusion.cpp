@@ -166,6 +166,7 @@ Generation StableDiffusion::generate(const GenerateOptions& options, const Progr
     latents = scheduler->step(eps, i, latents);
     if (progress.on_step) progress.on_step(i + 1, total);
   }
+  store->finish();
 
   Generation g;
   g.options = options;
