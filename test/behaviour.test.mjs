@@ -3,6 +3,8 @@
 // long prompts, repeated words, batches of images in optimisation, non-square images, the inputs
 // api.test.mjs leaves out, and half-precision capture stores.
 import t from "tap";
+import fs from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { spawnSync } from "node:child_process";
 import { createRequire } from "node:module";
@@ -53,7 +55,7 @@ async function whileTicking(call) {
 
 function responsive(t, label, { ticks, maxGap, duration }) {
   t.comment(`${label}: ${duration.toFixed(0)} ms, ${ticks} ticks, longest gap ${maxGap.toFixed(1)} ms`);
-  t.ok(duration > 200, `${label}: long enough to tell (${duration.toFixed(0)} ms)`);
+  t.ok(duration > 100, `${label}: long enough to tell (${duration.toFixed(0)} ms)`);
   t.ok(ticks >= duration / 5 / 4, `${label}: the interval kept ticking (${ticks} ticks)`);
   t.ok(maxGap < duration / 5, `${label}: no gap over a fifth of the run (${maxGap.toFixed(1)} ms)`);
 }
@@ -63,8 +65,8 @@ t.test("the event loop stays responsive during native jobs", async (t) => {
   responsive(t, "generate 20 steps", await whileTicking(async () => (image = await ovam.generate(sd, { prompt: "a car", steps: 20, seed: 1, width: 128, height: 128 }))));
   const target = (await ovam.attribute(image, "car")).mask("car");
   responsive(t, "optimizeToken 200 epochs", await whileTicking(() => ovam.optimizeToken(image, { text: "car", target, epochs: 200 })));
-  const long = Array(300).fill("car").join(" ");
-  responsive(t, "attribute a 300-token text", await whileTicking(() => ovam.attribute(image, long)));
+  const long = Array(600).fill("car").join(" ");
+  responsive(t, "attribute a 600-token text", await whileTicking(() => ovam.attribute(image, long)));
   image.dispose();
 });
 
@@ -172,6 +174,8 @@ t.test("a word appearing twice keeps a map per occurrence", async (t) => {
 });
 
 t.test("non-square images", async (t) => {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "ovam-behaviour-"));
+  t.teardown(() => fs.rmSync(tmp, { recursive: true, force: true }));
   const square = await ovam.generate(sd, { prompt: "a car", steps: 2, seed: 3 });
   const count = sd.tokenize("a car").ids.length;
   for (const [width, height] of [[128, 64], [64, 128]]) {
@@ -191,8 +195,14 @@ t.test("non-square images", async (t) => {
     t.same(maps.shape, [count, height, width], `${label}: maps at size "image"`);
     const latent = await ovam.attribute(image, "a car", { size: "latent" });
     t.same(latent.shape, [count, height / f, width / f], `${label}: maps at size "latent"`);
-    const png = await maps.toPNG("car");
-    t.same([png.readUInt32BE(16), png.readUInt32BE(20)], [width, height], `${label}: map PNG size`);
+    for (const [what, png] of [["image", await image.toPNG()], ["map", await maps.toPNG("car")]])
+      t.same([png.readUInt32BE(16), png.readUInt32BE(20)], [width, height], `${label}: ${what} PNG size`);
+    const file = path.join(tmp, `${label}.safetensors`);
+    await image.save(file);
+    const loaded = await ovam.loadGeneration(sd, file);
+    t.same(loaded.blocks, image.blocks, `${label}: blocks survive save and load`);
+    t.ok(same((await ovam.attribute(loaded, "a car")).data, maps.data), `${label}: and so do the maps`);
+    loaded.dispose();
     const token = await ovam.optimizeToken(image, { text: "car", target: maps.mask("car"), epochs: 2 });
     t.same((await ovam.attribute(image, token)).shape, [2, height, width], `${label}: token maps`);
     image.dispose();
@@ -289,8 +299,8 @@ t.test("float16 and bfloat16 capture stores", async (t) => {
 });
 
 // A streaming store sums in float32 and rounds once, so its error does not grow with the steps;
-// a running sum kept in the storage dtype would round at every step (2.9u for float16 and 4.5u
-// for bfloat16 after these 50 steps).
+// a running sum kept in the storage dtype rounds at every step (it measured 3u for float16 and
+// 4u for bfloat16 after these 50 steps).
 t.test("float16 and bfloat16 streaming stores", async (t) => {
   const request = { prompt: "a car in an urban environment", steps: 50, seed: 8 };
   const cases = ["car", "a car in an urban environment"].map((text) => ({ name: JSON.stringify(text), text, options: { mode: "linear" } }));
