@@ -58,7 +58,7 @@ Examples:
       const token = await loadToken(tokenFile);
       subjects.push({ label: `${token.text} (token)`, token });
     }
-    const out = await OutputDir.create(outDir, ctx.reporter);
+    const out = new OutputDir(outDir, ctx.reporter);
     const { sheet } = await attributeSubjects(ctx, image, subjects, out, { mode, threshold });
     ctx.reporter.result(
       { command: "attribute", generation: file, subjects: subjects.map((s) => s.label), sheet, files: out.files },

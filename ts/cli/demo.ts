@@ -51,15 +51,13 @@ Examples:
     const seed = number(values, "seed", "integer") ?? 0;
     const epochs = number(values, "epochs", "integer") ?? DEMO_EPOCHS;
     const sd = await loadModel(ctx, text(values, "model"), loadOptions(values));
-    const out = await OutputDir.create(text(values, "out") ?? "ovam-demo", ctx.reporter);
+    const out = new OutputDir(text(values, "out") ?? "ovam-demo", ctx.reporter);
     const { image } = await generateAndSave(ctx, sd, { prompt: PROMPT, steps, seed }, out, "image");
 
     const mask = rectangleMask(image.width, image.height);
     await out.write("car-target.png", await maskPNG(mask), `the mask the "car" token was optimised towards (white = object)`);
     const token = await optimizeWithProgress(ctx, [image], { text: "car", context: PROMPT, target: mask, epochs });
-    const tokenFile = `${out.dir}/car.token.safetensors`;
-    await token.save(tokenFile);
-    out.record(tokenFile, `the optimised "car" token (loss ${token.losses[0]?.toPrecision(4)} → best ${Math.min(...token.losses).toPrecision(4)}; reuse with ovam attribute --token)`);
+    await out.save("car.token.safetensors", (file) => token.save(file), `the optimised "car" token (loss ${token.losses[0]?.toPrecision(4)} → best ${Math.min(...token.losses).toPrecision(4)}; reuse with ovam attribute --token)`);
 
     const subjects: Subject[] = [...WORDS.map((word) => ({ label: word, text: word })), { label: "car (token)", token }];
     const { sheet } = await attributeSubjects(ctx, image, subjects, out, {});

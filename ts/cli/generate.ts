@@ -60,7 +60,7 @@ Examples:
     };
     const load = loadOptions(values);
     const sd = await loadModel(ctx, text(values, "model"), load);
-    const out = await OutputDir.create(outDir, ctx.reporter);
+    const out = new OutputDir(outDir, ctx.reporter);
     const { image } = await generateAndSave(ctx, sd, options, out, safeStem(text(values, "name") ?? "image"));
     const { seed, width, height, steps, scheduler } = image.settings;
     ctx.reporter.result(

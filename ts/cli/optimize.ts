@@ -76,9 +76,8 @@ Examples:
     const targets = [];
     for (const [i, mask] of masks.entries()) targets.push(await readMask(mask, images[i]));
     const token = await optimizeWithProgress(ctx, images, { ...options, targets });
-    const out = await OutputDir.create(path.dirname(outFile), ctx.reporter);
-    await token.save(outFile);
-    out.record(outFile, `the token for "${word}" (use: ovam attribute <generation> --token ${path.basename(outFile)})`);
+    const out = new OutputDir(path.dirname(outFile), ctx.reporter);
+    await out.save(path.basename(outFile), (file) => token.save(file), `the token for "${word}" (use: ovam attribute <generation> --token ${path.basename(outFile)})`);
     const best = Math.min(...token.losses);
     ctx.reporter.result(
       { command: "optimize", text: word, epochs, losses: token.losses, bestLoss: best, files: out.files },

@@ -31,16 +31,10 @@ export class OutputDir {
   readonly #reporter: Reporter;
   readonly #stems = new Set<string>();
 
-  private constructor(dir: string, reporter: Reporter) {
-    this.dir = dir;
+  /** The folder `dir`, created (with its parents) by the first file written, so failed commands leave nothing. */
+  constructor(dir: string, reporter: Reporter) {
+    this.dir = path.resolve(dir);
     this.#reporter = reporter;
-  }
-
-  /** The folder `dir` (created with its parents when missing). */
-  static async create(dir: string, reporter: Reporter): Promise<OutputDir> {
-    const resolved = path.resolve(dir);
-    await mkdir(resolved, { recursive: true });
-    return new OutputDir(resolved, reporter);
   }
 
   /** A safe stem for `label`, with "-2", "-3"… after it when an earlier label of this run took it. */
@@ -53,19 +47,20 @@ export class OutputDir {
   }
 
   /** Writes `name` (a plain file name) into the folder and records it. */
-  async write(name: string, data: Uint8Array | string, description: string): Promise<string> {
-    const file = path.join(this.dir, name);
-    // Names come from safeStem(); this guards the invariant rather than user input.
-    if (path.dirname(file) !== this.dir) throw new InternalError(`output name "${name}" leaves ${this.dir}`);
-    await writeFile(file, data);
-    this.record(file, description);
-    return file;
+  write(name: string, data: Uint8Array | string, description: string): Promise<string> {
+    return this.save(name, (file) => writeFile(file, data), description);
   }
 
-  /** Records a file written by someone else (image.save(), token.save()). */
-  record(file: string, description: string): void {
+  /** Has `writer` write `name` into the folder (image.save(), token.save()) and records it. */
+  async save(name: string, writer: (file: string) => Promise<void>, description: string): Promise<string> {
+    const file = path.join(this.dir, name);
+    // Names come from safeStem() or the commands; this guards that invariant rather than user input.
+    if (path.dirname(file) !== this.dir) throw new InternalError(`output name "${name}" leaves ${this.dir}`);
+    await mkdir(this.dir, { recursive: true });
+    await writer(file);
     this.files.push({ path: file, description });
     this.#reporter.record("file", { path: file, description });
+    return file;
   }
 }
 

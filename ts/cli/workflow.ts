@@ -57,9 +57,7 @@ export async function generateAndSave(
   }).finally(() => task?.end());
   const { seed, width, height, steps } = image.settings;
   const png = await out.write(`${name}.png`, await image.toPNG(), `the generated ${width}×${height} image (${steps} steps, seed ${seed})`);
-  const generation = path.join(out.dir, `${name}.safetensors`);
-  await image.save(generation);
-  out.record(generation, "the saved generation (image, latents, captured attention, settings): input of attribute and optimize");
+  const generation = await out.save(`${name}.safetensors`, (file) => image.save(file), "the saved generation (image, latents, captured attention, settings): input of attribute and optimize");
   return { image, png, generation };
 }
 
