@@ -4,7 +4,7 @@
 // (1 runtime error, 2 usage error, 130 interrupted).
 import { OvamError } from "./errors";
 import { Reporter } from "./progress";
-import { parse, UsageError, wantsHelp, type Command } from "./cli/args";
+import { hasFlag, parse, UsageError, type Command } from "./cli/args";
 import { attributeCommand } from "./cli/attribute";
 import { demoCommand } from "./cli/demo";
 import { generateCommand } from "./cli/generate";
@@ -55,8 +55,8 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   const command = commands.find((c) => c.name === name);
-  const verbose = args.includes("--verbose");
-  const json = args.includes("--json");
+  const verbose = hasFlag(args, "--verbose");
+  const json = hasFlag(args, "--json");
   const reporter = new Reporter({ json, out: process.stdout, err: process.stderr });
   const controller = new AbortController();
   const interrupt = () => {
@@ -67,7 +67,7 @@ async function main(argv: string[]): Promise<number> {
   process.on("SIGINT", interrupt);
   try {
     if (!command) throw new UsageError(`unknown command "${name}" (commands: ${commands.map((c) => c.name).join(", ")})`);
-    if (wantsHelp(args)) {
+    if (hasFlag(args, "--help", "-h")) {
       process.stdout.write(`${command.help}\n`);
       return 0;
     }

@@ -10,7 +10,7 @@ export { bundledModelDir, load, Pipeline, type Tokenized } from "./pipeline";
 export { GeneratedImage, generate, loadGeneration, type AttentionBlock, type GenerationSettings } from "./image";
 export { attribute, AttributionMaps } from "./maps";
 export { loadToken, OptimizedToken, optimizeToken, type OptimizedTokenFields } from "./token";
-export { encodeGray16, encodeRGB } from "./png";
+export { decodePNG, encodeGray16, encodeGray8, encodeRGB, type DecodedPNG } from "./png";
 export type {
   Activation,
   AttributeOptions,

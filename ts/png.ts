@@ -56,7 +56,7 @@ async function encode(width: number, height: number, bitDepth: number, colorType
   return Buffer.concat([SIGNATURE, chunk("IHDR", header), chunk("IDAT", compressed), chunk("IEND", Buffer.alloc(0))]);
 }
 
-function encode8(where: string, width: number, height: number, pixels: Uint8Array, option: string, channels: number, colorType: number): Promise<Buffer> {
+async function encode8(where: string, width: number, height: number, pixels: Uint8Array, option: string, channels: number, colorType: number): Promise<Buffer> {
   if (!(pixels instanceof Uint8Array)) throw invalidOption(where, option, pixels, "a Uint8Array");
   checkSize(where, width, height, option, pixels.length, channels, "Uint8Array");
   const stride = width * channels;

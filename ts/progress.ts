@@ -81,7 +81,7 @@ export class Reporter {
           const filled = Math.round((BAR_WIDTH * done) / Math.max(1, total));
           const bar = `${"█".repeat(filled)}${"░".repeat(BAR_WIDTH - filled)}`;
           const text = `${name} ${bar} ${counts}  ${formatDuration(elapsed)} elapsed, ~${formatDuration(remaining)} left`;
-          this.#err.write(`\r${text.slice(0, (this.#err.columns ?? 80) - 1)}\x1b[K`);
+          this.#err.write(`\r${text.slice(0, (this.#err.columns || 80) - 1)}\x1b[K`); // a pty may report 0 columns
           this.#barShown = true;
         }
       },

@@ -26,7 +26,8 @@ export const commonOptions = {
 
 /** --help text of commonOptions. */
 export const COMMON_HELP = `Output options:
-  --json                  JSON-lines records on stdout (progress, file, note, result)
+  --json                  JSON-lines records on stdout, one per event (note, progress,
+                          done, file, then result or error)
   --verbose               stack traces with errors
   -h, --help              this help`;
 
@@ -38,18 +39,20 @@ export const modelOptions = {
   threads: { type: "string" },
 } as const satisfies OptionSpec;
 
-/** --help text of modelOptions. */
-export const MODEL_HELP = `Model options:
+/** --help text of modelOptions; `input` names the files that must come from the same model. */
+export function modelHelp(input?: string): string {
+  return `Model options:
   --model DIR             diffusers Stable Diffusion 1.x/2.x folder (default: the bundled
-                          tiny random-weight test model, whose pictures are noise)
+                          tiny random-weight test model, whose pictures are noise)${input ? `;\n                          it must be the model that made the ${input}` : ""}
   --device NAME           cpu (default), cuda or cuda:N
   --dtype NAME            float32 (default), float16 or bfloat16
   --threads N             CPU threads, 0 = all cores (default)`;
+}
 
-/** Whether -h / --help comes before any "--" (then help wins over every other mistake). */
-export function wantsHelp(args: readonly string[]): boolean {
+/** Whether one of `flags` comes before any "--"; read before parsing, so that help wins over other mistakes and errors know --json. */
+export function hasFlag(args: readonly string[], ...flags: string[]): boolean {
   const end = args.indexOf("--");
-  return (end < 0 ? args : args.slice(0, end)).some((arg) => arg === "--help" || arg === "-h");
+  return (end < 0 ? args : args.slice(0, end)).some((arg) => flags.includes(arg));
 }
 
 export function parse(args: string[], options: OptionSpec): { values: Values; positionals: string[] } {

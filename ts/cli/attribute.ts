@@ -1,7 +1,7 @@
 // ovam attribute: heat maps, raw maps and masks of words (or optimised tokens) over a saved generation.
 import { loadGeneration } from "../image";
 import { loadToken } from "../token";
-import { choice, commonOptions, COMMON_HELP, loadOptions, MODEL_HELP, modelOptions, number, required, text, texts, UsageError, type Command } from "./args";
+import { choice, commonOptions, COMMON_HELP, loadOptions, modelHelp, modelOptions, number, required, text, texts, UsageError, type Command } from "./args";
 import { fileList, OutputDir } from "./output";
 import { attributeSubjects, loadModel, type Subject } from "./workflow";
 
@@ -34,7 +34,7 @@ Options:
   --threshold T           mask threshold on the normalised map, 0 to 1 (default 0.5)
   --token FILE            also attribute a token written by "ovam optimize" (repeatable)
 
-${MODEL_HELP.replace("(default: the bundled", "(the model that made the generation; default: the bundled")}
+${modelHelp("generation")}
 
 ${COMMON_HELP}
 

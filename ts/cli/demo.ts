@@ -1,6 +1,6 @@
 // ovam demo: the whole tour in one folder: generate, attribute words (one not in the prompt),
 // optimise a token against a mask, attribute with it, and say what each file shows.
-import { commonOptions, COMMON_HELP, loadOptions, MODEL_HELP, modelOptions, noExtra, number, text, type Command } from "./args";
+import { commonOptions, COMMON_HELP, loadOptions, modelHelp, modelOptions, noExtra, number, text, type Command } from "./args";
 import { fileList, OutputDir } from "./output";
 import { attributeSubjects, BUNDLED_WARNING, generateAndSave, isBundled, loadModel, maskPNG, optimizeWithProgress, type Subject } from "./workflow";
 
@@ -36,7 +36,7 @@ Options:
   --seed N                noise seed (default 0)
   --epochs N              token optimisation epochs (default ${DEMO_EPOCHS})
 
-${MODEL_HELP}
+${modelHelp()}
 
 ${COMMON_HELP}
 

@@ -1,6 +1,6 @@
 // ovam generate: one image from a prompt, saved as a PNG and as a generation file for attribution.
 import type { SchedulerName } from "../options";
-import { commonOptions, COMMON_HELP, loadOptions, MODEL_HELP, modelOptions, noExtra, number, required, size, text, type Command } from "./args";
+import { commonOptions, COMMON_HELP, loadOptions, modelHelp, modelOptions, noExtra, number, required, size, text, type Command } from "./args";
 import { fileList, OutputDir, safeStem } from "./output";
 import { generateAndSave, loadModel } from "./workflow";
 
@@ -36,7 +36,7 @@ Options:
   --guidance G            classifier-free guidance scale (default 7.5)
   --negative TEXT         negative prompt
 
-${MODEL_HELP}
+${modelHelp()}
 
 ${COMMON_HELP}
 

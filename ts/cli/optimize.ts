@@ -2,7 +2,7 @@
 import path from "node:path";
 
 import { loadGeneration } from "../image";
-import { choice, commonOptions, COMMON_HELP, loadOptions, MODEL_HELP, modelOptions, number, required, text, texts, UsageError, type Command } from "./args";
+import { choice, commonOptions, COMMON_HELP, loadOptions, modelHelp, modelOptions, number, required, text, texts, UsageError, type Command } from "./args";
 import { fileList, OutputDir } from "./output";
 import { loadModel, optimizeWithProgress, readMask } from "./workflow";
 
@@ -44,7 +44,7 @@ Options:
   --gamma X               learning-rate decay factor (default 0.7)
   --mode NAME             softmax (default) or linear attention scores
 
-${MODEL_HELP.replace("(default: the bundled", "(the model that made the generations; default: the bundled")}
+${modelHelp("generations")}
 
 ${COMMON_HELP}
 
