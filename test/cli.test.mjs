@@ -114,7 +114,7 @@ function plainError(t, label, { stderr }) {
 const PROMPT = "a photograph of a car in a city street";
 const genDir = path.join(tmp, "gen");
 const generated = ovamCLI(["generate", PROMPT, "--steps", "2", "--seed", "7", "--out", genDir, "--json"]);
-const generationFile = path.join(genDir, "image.safetensors");
+const generationFile = path.join(genDir, "generation.safetensors");
 const sd = await ovam.load();
 t.teardown(() => sd.dispose());
 
@@ -128,9 +128,9 @@ t.test("generate writes the image PNG and the generation, with --json progress a
   const result = resultOf(generated.stdout);
   t.equal(all.at(-1).event, "result", "the result record comes last");
   t.match(result, { command: "generate", prompt: PROMPT, seed: 7, steps: 2, width: 64, height: 64 });
-  t.same(result.files.map((f) => f.path).sort(), [path.join(genDir, "image.png"), generationFile].sort(), "files listed");
+  t.same(result.files.map((f) => f.path).sort(), [path.join(genDir, "generation.png"), generationFile].sort(), "files listed");
 
-  const png = readPNG(path.join(genDir, "image.png"));
+  const png = readPNG(path.join(genDir, "generation.png"));
   t.same([png.width, png.height, png.colorType], [64, 64, 2], "a 64×64 RGB PNG");
   const image = await ovam.loadGeneration(sd, generationFile);
   t.same(image.settings.prompt, PROMPT, "the generation holds its prompt");
@@ -154,7 +154,7 @@ const attributed = ovamCLI(["attribute", generationFile, ...words, "--threshold"
 t.test("attribute writes overlay, raw map (PNG and npy) and mask per word, equal to the library's maps", async (t) => {
   t.equal(attributed.status, 0, `exit 0 (${attributed.stderr})`);
   const image = await ovam.loadGeneration(sd, generationFile);
-  const picture = readPNG(path.join(genDir, "image.png")).samples;
+  const picture = readPNG(path.join(genDir, "generation.png")).samples;
   for (const word of words) {
     const expected = (await ovam.attribute(image, word)).word(word).data;
     const npy = readNpy(path.join(attrDir, `${word}.map.npy`));
@@ -197,7 +197,7 @@ t.test("the sheet shows the image enlarged and one labelled tile per word", asyn
   t.equal(one.status, 0, "one-word attribute exits 0");
 
   // Find the image, enlarged ×k (a tile and a margin narrower than a tile per word), in the first tile.
-  const picture = readPNG(path.join(genDir, "image.png"));
+  const picture = readPNG(path.join(genDir, "generation.png"));
   const k = Math.floor(stride / 64);
   const at = (img, x, y) => img.samples.slice(3 * (y * img.width + x), 3 * (y * img.width + x) + 3).join();
   let found;
@@ -277,7 +277,7 @@ t.test("demo writes everything into one folder and lists it", async (t) => {
   for (const name of written) t.match(run.stdout, `ovam-demo/${name} `, `summary lists ${name}`);
   for (const word of ["car", "street", "tree", "token-car"])
     t.ok(["overlay.png", "map.png", "map.npy", "mask.png"].every((suffix) => written.includes(`${word}.${suffix}`)), `${word}: all four files`);
-  t.ok(["image.png", "image.safetensors", "sheet.png", "car.token.safetensors", "car-target.png"].every((n) => written.includes(n)), "image, generation, sheet, token, target");
+  t.ok(["generation.png", "generation.safetensors", "sheet.png", "car.token.safetensors", "car-target.png"].every((n) => written.includes(n)), "image, generation, sheet, token, target");
   t.equal(readPNG(path.join(dir, "car-target.png")).samples.filter((v) => v === 255).length > 0, true, "target mask has an object");
 
   const json = ovamCLI(["demo", "--steps", "2", "--epochs", "3", "--out", "demo-json", "--json"]);
@@ -321,7 +321,7 @@ t.test("errors: exit status, one or two lines, no stack trace", async (t) => {
     ["masks ≠ generations", ["optimize", generationFile, generationFile, "--mask", "m.png", "--text", "car", "--out", "t"], 2, /2 generation file\(s\) but 1 --mask/],
     ["size not a multiple of 8", ["generate", "a cat", "--out", "x", "--steps", "1", "--size", "60x60"], 1, /"width" got 60.*ERR_OVAM_INVALID_OPTION/],
     ["missing generation file", ["attribute", path.join(tmp, "nope.safetensors"), "car", "--out", "x"], 1, /nope\.safetensors.*ERR_OVAM_NOT_FOUND/],
-    ["not a generation file", ["attribute", path.join(genDir, "image.png"), "car", "--out", "x"], 1, /ERR_OVAM_SAFETENSORS/],
+    ["not a generation file", ["attribute", path.join(genDir, "generation.png"), "car", "--out", "x"], 1, /ERR_OVAM_SAFETENSORS/],
   ];
   for (const [label, args, status, message] of cases) {
     const run = ovamCLI(args);
@@ -368,7 +368,7 @@ t.test("Ctrl-C aborts a running generation and exits 130", async (t) => {
   t.ok(Date.now() - started < 20_000, "stopped long before 900 steps");
   t.match(stderr, /ovam generate: interrupted/, "says it was interrupted");
   t.match(records(stdout).at(-1), { event: "error", code: "ERR_OVAM_ABORTED", status: 130 }, "error record");
-  t.notOk(fs.existsSync(path.join(tmp, "int", "image.png")), "no image written");
+  t.notOk(fs.existsSync(path.join(tmp, "int", "generation.png")), "no image written");
 });
 
 t.test("decodePNG: every filter and 8-bit colour type; clear errors otherwise", async (t) => {

@@ -35,9 +35,9 @@ Exit status: 0 done, 1 runtime error, 2 usage error, 130 interrupted (Ctrl-C).
 Examples:
   ovam demo --out ovam-demo
   ovam generate "a photograph of a car in a city street" --seed 1 --out out/
-  ovam attribute out/image.safetensors car street tree --out maps/
-  ovam optimize out/image.safetensors --mask maps/car.mask.png --text car --out car.safetensors
-  ovam attribute out/image.safetensors --token car.safetensors --out maps/`;
+  ovam attribute out/generation.safetensors car street tree --out maps/
+  ovam optimize out/generation.safetensors --mask maps/car.mask.png --text car --out car.safetensors
+  ovam attribute out/generation.safetensors --token car.safetensors --out maps/`;
 
 async function main(argv: string[]): Promise<number> {
   const [name, ...args] = argv;

@@ -39,9 +39,9 @@ ${modelHelp("generation")}
 ${COMMON_HELP}
 
 Examples:
-  ovam attribute out/image.safetensors car street tree --out maps/
-  ovam attribute out/image.safetensors "city street" --mode linear --threshold 0.4 --out maps/
-  ovam attribute out/image.safetensors --token car.safetensors --out maps/`,
+  ovam attribute out/generation.safetensors car street tree --out maps/
+  ovam attribute out/generation.safetensors "city street" --mode linear --threshold 0.4 --out maps/
+  ovam attribute out/generation.safetensors --token car.safetensors --out maps/`,
 
   async run(ctx, values, positionals) {
     const [file, ...words] = positionals;

@@ -52,7 +52,7 @@ Examples:
     const epochs = number(values, "epochs", "integer") ?? DEMO_EPOCHS;
     const sd = await loadModel(ctx, text(values, "model"), loadOptions(values));
     const out = new OutputDir(text(values, "out") ?? "ovam-demo", ctx.reporter);
-    const { image } = await generateAndSave(ctx, sd, { prompt: PROMPT, steps, seed }, out, "image");
+    const { image } = await generateAndSave(ctx, sd, { prompt: PROMPT, steps, seed }, out, "generation");
 
     const mask = rectangleMask(image.width, image.height);
     await out.write("car-target.png", await maskPNG(mask), `the mask the "car" token was optimised towards (white = object)`);

@@ -28,7 +28,7 @@ Generates an image and writes, into DIR:
 
 Options:
   -o, --out DIR           output folder (created if missing; required)
-  --name NAME             file name stem (default: image)
+  --name NAME             file name stem (default: generation)
   --steps N               denoising steps (default 50)
   --seed N                noise seed (default: random; printed and saved)
   --size WxH              image size in pixels, multiples of 8 (default: the model's)
@@ -61,7 +61,7 @@ Examples:
     const load = loadOptions(values);
     const sd = await loadModel(ctx, text(values, "model"), load);
     const out = new OutputDir(outDir, ctx.reporter);
-    const { image } = await generateAndSave(ctx, sd, options, out, safeStem(text(values, "name") ?? "image"));
+    const { image } = await generateAndSave(ctx, sd, options, out, safeStem(text(values, "name") ?? "generation"));
     const { seed, width, height, steps, scheduler } = image.settings;
     ctx.reporter.result(
       { command: "generate", prompt, seed, width, height, steps, scheduler, files: out.files },

@@ -49,9 +49,9 @@ ${modelHelp("generations")}
 ${COMMON_HELP}
 
 Examples:
-  ovam optimize out/image.safetensors --mask car-mask.png --text car --out car.safetensors
+  ovam optimize out/generation.safetensors --mask car-mask.png --text car --out car.safetensors
   ovam optimize a.safetensors b.safetensors --mask a.png --mask b.png --text car --epochs 50 --out car.safetensors
-  ovam attribute out/image.safetensors --token car.safetensors --out maps/`,
+  ovam attribute out/generation.safetensors --token car.safetensors --out maps/`,
 
   async run(ctx, values, positionals) {
     required(positionals[0], "generation file (ovam optimize <generation.safetensors>... --mask MASK.png... --text WORD --out FILE)");
