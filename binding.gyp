@@ -25,6 +25,7 @@
         "native/core/pipelines/generation_file.cpp",
         "native/core/ovam/attention_store.cpp",
         "native/core/ovam/attribution.cpp",
+        "native/core/ovam/softmax_scores.cpp",
         "native/core/ovam/optimize.cpp",
         "native/addon/addon.cpp",
         "native/addon/convert.cpp",
@@ -42,11 +43,11 @@
       "libraries": [
         "-L<!(node scripts/libtorch-path.js lib)",
         "-Wl,-rpath,<!(node scripts/libtorch-path.js lib)",
-        "-ltorch", "-ltorch_cpu", "-lc10", "-licuuc"
+        "-ltorch", "-ltorch_cpu", "-lc10", "-licuuc", "-fopenmp"
       ],
       "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED", "NAPI_CPP_EXCEPTIONS"],
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++17"],
-      "cflags_cc": ["-std=c++17", "-fexceptions", "-frtti", "-O2"]
+      "cflags_cc": ["-std=c++17", "-fexceptions", "-frtti", "-O2", "-fopenmp"]
     }
   ]
 }

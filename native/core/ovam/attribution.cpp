@@ -2,6 +2,7 @@
 
 #include <map>
 
+#include "ovam/softmax_scores.h"
 #include "util/errors.h"
 
 namespace ovam {
@@ -42,17 +43,14 @@ torch::Tensor resize(const torch::Tensor& maps, std::vector<int64_t> size, const
 }
 
 // One block: [T, h, w]. Queries [heads, S, n, d] are scored against keys [heads, T, d] in one
-// batched product over steps and heads.
+// pass over every step and head.
 torch::Tensor block_maps(const StoredBlock& block, const torch::Tensor& keys, const AttributionOptions& options) {
-  const int64_t heads = block.heads, n = block.height * block.width;
-  auto q = block.queries.to(keys.scalar_type());
   torch::Tensor per_head;  // [heads, n, T]
   if (options.mode == "linear") {
     // Linear in the queries: summing steps first is exact and reads the store once.
-    per_head = torch::matmul(q.sum(1), keys.transpose(1, 2)) * block.scale;
+    per_head = torch::matmul(block.queries.to(keys.scalar_type()).sum(1), keys.transpose(1, 2)) * block.scale;
   } else {
-    auto scores = torch::matmul(q.view({heads, -1, block.head_dim}), keys.transpose(1, 2)) * block.scale;
-    per_head = torch::softmax(scores, -1).view({heads, q.size(1), n, -1}).sum(1);
+    per_head = summed_softmax_scores(block.queries, keys * block.scale);
   }
   auto maps = aggregate(activate(per_head, options.head_activation), options.head_aggregation, 0);  // [n, T]
   return maps.transpose(0, 1).reshape({-1, block.height, block.width});
