@@ -4,6 +4,7 @@
 
 #include "addon/components.h"
 #include "addon/convert.h"
+#include "ovam/softmax_scores.h"
 #include "pipelines/stable_diffusion.h"
 #include "schedulers/scheduler.h"
 #include "util/safetensors.h"
@@ -65,6 +66,28 @@ Napi::Value TextEncoder(const Napi::CallbackInfo& info) {
     auto model = load_text_encoder(folder, options);
     auto out = model->forward(torch::tensor(ids, torch::kInt64).unsqueeze(0).to(options.device))[0];
     return [out](Napi::Env env) -> Napi::Value { return tensor_to_js(env, out); };
+  });
+}
+
+// softmaxScores(queries [heads, S, n, d], keys [heads, T, d]) → { fused, tensor, fusedAvailable }:
+// attribution's summed softmax scores by the fused CPU pass (where this CPU has it) and by tensor
+// operations.
+Napi::Value SoftmaxScores(const Napi::CallbackInfo& info) {
+  if (info.Length() < 2) throw_js(info.Env(), code::kInvalidArgument, "softmaxScores(queries, keys)");
+  auto queries = tensor_from_js(info[0], "queries");
+  auto keys = tensor_from_js(info[1], "keys");
+  if (queries.dim() != 4 || keys.dim() != 3 || keys.size(0) != queries.size(0) || keys.size(2) != queries.size(3))
+    throw_js(info.Env(), code::kInvalidArgument, "softmaxScores: queries [heads, S, n, d] and keys [heads, T, d]");
+  return Job::queue(info.Env(), [queries, keys]() {
+    torch::NoGradGuard no_grad;
+    auto fused = summed_softmax_scores(queries, keys), tensor = summed_softmax_scores(queries, keys, false);
+    return [fused, tensor](Napi::Env env) -> Napi::Value {
+      auto o = Napi::Object::New(env);
+      o.Set("fused", tensor_to_js(env, fused.contiguous()));
+      o.Set("tensor", tensor_to_js(env, tensor.contiguous()));
+      o.Set("fusedAvailable", fused_softmax_available());
+      return o;
+    };
   });
 }
 
@@ -242,6 +265,7 @@ Napi::Object init_components(Napi::Env env) {
   o.Set("tokenize", Napi::Function::New(env, Tokenize));
   o.Set("textEncoder", Napi::Function::New(env, TextEncoder));
   o.Set("unet", Napi::Function::New(env, UNet));
+  o.Set("softmaxScores", Napi::Function::New(env, SoftmaxScores));
   o.Set("vaeDecode", Napi::Function::New(env, VaeDecode));
   o.Set("vaeEncode", Napi::Function::New(env, VaeEncode));
   o.Set("scheduler", Napi::Function::New(env, SchedulerRun));

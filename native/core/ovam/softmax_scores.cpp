@@ -146,19 +146,19 @@ void fused(const float* queries, const float* keys, float* out, int64_t heads, i
   });
 }
 
-bool cpu_has_avx2_fma() {
+}  // namespace
+
+bool fused_softmax_available() {
   static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
   return has;
 }
 
-}  // namespace
-
-torch::Tensor summed_softmax_scores(const torch::Tensor& queries, const torch::Tensor& keys) {
+torch::Tensor summed_softmax_scores(const torch::Tensor& queries, const torch::Tensor& keys, bool allow_fused) {
   const int64_t heads = queries.size(0), steps = queries.size(1), n = queries.size(2), d = queries.size(3);
   const int64_t tokens = keys.size(1);
-  const bool fusable = queries.device().is_cpu() && queries.scalar_type() == torch::kFloat32 &&
+  const bool fusable = allow_fused && queries.device().is_cpu() && queries.scalar_type() == torch::kFloat32 &&
                        keys.scalar_type() == torch::kFloat32 && !(torch::GradMode::is_enabled() && keys.requires_grad()) &&
-                       tokens >= 1 && tokens <= kMaxTokens && d <= kMaxHeadDim && cpu_has_avx2_fma();
+                       tokens >= 1 && tokens <= kMaxTokens && d <= kMaxHeadDim && fused_softmax_available();
   if (!fusable) {
     auto scores = torch::matmul(queries.view({heads, -1, d}).to(keys.scalar_type()), keys.transpose(1, 2));
     return torch::softmax(scores, -1).view({heads, steps, n, tokens}).sum(1);

@@ -10,7 +10,10 @@ namespace ovam {
 
 // queries [heads, steps, n, d], keys [heads, T, d] (already multiplied by the softmax scale)
 // → [heads, n, T] float32: Σ_steps softmax_T(queries · keysᵀ). Differentiable in `keys` (the
-// fused pass runs only when no gradient is needed).
-torch::Tensor summed_softmax_scores(const torch::Tensor& queries, const torch::Tensor& keys);
+// fused pass runs only when no gradient is needed). `allow_fused` false forces the tensor
+// operations (the tests compare the two).
+torch::Tensor summed_softmax_scores(const torch::Tensor& queries, const torch::Tensor& keys, bool allow_fused = true);
+// Whether this CPU runs the fused pass (AVX2 and FMA).
+bool fused_softmax_available();
 
 }  // namespace ovam

@@ -1,0 +1,66 @@
+// Attribution's fused softmax pass against the same sums by libtorch tensor operations, on shapes
+// that hit every edge of the kernel: pixel counts that are not multiples of 8 (padded lanes),
+// head sizes that are not multiples of 8, token counts around its 12-token tiles, one token,
+// and score ranges large enough that the max-subtraction matters.
+import t from "tap";
+import fs from "node:fs";
+import { native, relL2 } from "./helpers/golden.mjs";
+
+// A seeded generator so each case is the same on every run.
+function random(seed) {
+  let s = seed >>> 0;
+  return () => {
+    s = (s * 1664525 + 1013904223) >>> 0;
+    return s / 2 ** 32 - 0.5;
+  };
+}
+
+function tensor(shape, scale, next) {
+  const data = new Float32Array(shape.reduce((a, b) => a * b, 1));
+  for (let i = 0; i < data.length; i++) data[i] = next() * scale;
+  return { data, shape };
+}
+
+// Read independently of the addon: on an x86-64 CPU with AVX2 and FMA the fused pass must run.
+const flags = fs.existsSync("/proc/cpuinfo") ? fs.readFileSync("/proc/cpuinfo", "utf8") : "";
+const expectFused = process.arch === "x64" && /\bavx2\b/.test(flags) && /\bfma\b/.test(flags);
+
+const cases = [
+  { heads: 2, steps: 3, n: 64, d: 16, tokens: 12 },
+  { heads: 2, steps: 2, n: 4, d: 32, tokens: 7 },
+  { heads: 3, steps: 5, n: 13, d: 40, tokens: 13 },
+  { heads: 1, steps: 1, n: 1, d: 5, tokens: 1 },
+  { heads: 8, steps: 2, n: 1030, d: 80, tokens: 25 },
+  { heads: 2, steps: 4, n: 9, d: 160, tokens: 3 },
+  { heads: 2, steps: 2, n: 24, d: 8, tokens: 77, scale: 60 },
+];
+
+for (const [i, c] of cases.entries()) {
+  t.test(`heads ${c.heads}, steps ${c.steps}, pixels ${c.n}, head size ${c.d}, tokens ${c.tokens}`, async (t) => {
+    const next = random(1000 + i);
+    const queries = tensor([c.heads, c.steps, c.n, c.d], 2, next);
+    const keys = tensor([c.heads, c.tokens, c.d], c.scale ?? 1, next);
+    const { fused, tensor: reference, fusedAvailable } = await native().components.softmaxScores(queries, keys);
+    t.equal(fusedAvailable, expectFused, `the fused pass runs where the CPU has AVX2 and FMA (${expectFused})`);
+    t.same(fused.shape, [c.heads, c.n, c.tokens], "shape [heads, pixels, tokens]");
+    t.same(reference.shape, fused.shape, "both paths agree on the shape");
+    const err = relL2(fused.data, reference.data);
+    t.ok(err < 1e-5, `relL2 ${err.toExponential(2)} < 1e-5`);
+    // Every pixel's softmax sums to 1 per step, so each row of the sum over steps sums to steps.
+    let worst = 0;
+    for (let h = 0; h < c.heads; h++)
+      for (let p = 0; p < c.n; p++) {
+        let sum = 0;
+        for (let k = 0; k < c.tokens; k++) sum += fused.data[(h * c.n + p) * c.tokens + k];
+        worst = Math.max(worst, Math.abs(sum - c.steps));
+      }
+    t.ok(worst < 1e-4 * c.steps, `rows sum to the step count (worst ${worst.toExponential(2)})`);
+  });
+}
+
+t.test("mismatched shapes are an InvalidArgument error", async (t) => {
+  const next = random(7);
+  t.throws(() => native().components.softmaxScores(tensor([2, 1, 4, 8], 1, next), tensor([2, 3, 16], 1, next)), {
+    code: "ERR_OVAM_INVALID_ARGUMENT",
+  });
+});
