@@ -26,19 +26,23 @@ void AttentionImpl::build(int64_t query_dim, int64_t context_dim, bool bias) {
   to_out = out_list.push_back(nn::Linear(inner, query_dim));
 }
 
-torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& context) {
-  if (!group_norm) return attend(x, context.defined() ? context : x);
+torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& context,
+                                     const std::function<void(const torch::Tensor&)>& on_queries) {
+  if (!group_norm) return attend(x, context.defined() ? context : x, on_queries);
   // The VAE's spatial form: [B, C, H, W] as a sequence of H·W tokens, normalised over channels groups.
   const auto b = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
   auto tokens = group_norm(x.reshape({b, c, h * w})).transpose(1, 2);
-  auto out = attend(tokens, tokens).transpose(1, 2).reshape({b, c, h, w});
+  auto out = attend(tokens, tokens, on_queries).transpose(1, 2).reshape({b, c, h, w});
   return out + x;
 }
 
-torch::Tensor AttentionImpl::attend(const torch::Tensor& x, const torch::Tensor& context) {
+torch::Tensor AttentionImpl::attend(const torch::Tensor& x, const torch::Tensor& context,
+                                    const std::function<void(const torch::Tensor&)>& on_queries) {
   const auto b = x.size(0), n = x.size(1), t = context.size(1);
   auto split_heads = [&](const torch::Tensor& y, int64_t len) { return y.view({b, len, heads, head_dim}).transpose(1, 2); };
-  auto q = split_heads(to_q(x), n), k = split_heads(to_k(context), t), v = split_heads(to_v(context), t);
+  auto queries = to_q(x);
+  if (on_queries) on_queries(queries);
+  auto q = split_heads(queries, n), k = split_heads(to_k(context), t), v = split_heads(to_v(context), t);
   const auto dtype = q.scalar_type();
   if (upcast_attention) {
     q = q.to(torch::kFloat32);
@@ -84,9 +88,10 @@ BasicTransformerBlockImpl::BasicTransformerBlockImpl(int64_t dim, const Transfor
 torch::Tensor BasicTransformerBlockImpl::forward(const torch::Tensor& x, const torch::Tensor& context,
                                                  CrossAttentionObserver* observer, int64_t height, int64_t width) {
   auto h = attn1(norm1(x)) + x;
-  auto normed = norm2(h);
-  if (observer) observer->on_cross_attention(attn2_path, *attn2, normed, height, width);
-  h = attn2(normed, context) + h;
+  std::function<void(const torch::Tensor&)> capture;
+  if (observer)
+    capture = [&](const torch::Tensor& queries) { observer->on_cross_attention(attn2_path, *attn2, queries, height, width); };
+  h = attn2->forward(norm2(h), context, capture) + h;
   return ff(norm3(h)) + h;
 }
 

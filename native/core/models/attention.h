@@ -5,6 +5,7 @@
 #pragma once
 #include <torch/torch.h>
 
+#include <functional>
 #include <string>
 
 #include "util/nn.h"
@@ -13,12 +14,13 @@ namespace ovam {
 
 class AttentionImpl;
 
-// Called by every cross-attention (attn2) with its input, before to_q: OVAM's store hooks here.
-// `hidden_states` is [B, h·w, C] for the latent grid of this block, h × w.
+// Called by every cross-attention (attn2) with its queries, to_q of its input, as the attention
+// computes them (storing them costs a copy, not a second projection): OVAM's store hooks here.
+// `queries` is [B, h·w, heads·head_dim] for the latent grid of this block, h × w.
 class CrossAttentionObserver {
  public:
   virtual ~CrossAttentionObserver() = default;
-  virtual void on_cross_attention(const std::string& block, AttentionImpl& attention, const torch::Tensor& hidden_states,
+  virtual void on_cross_attention(const std::string& block, const AttentionImpl& attention, const torch::Tensor& queries,
                                   int64_t height, int64_t width) = 0;
 };
 
@@ -32,7 +34,9 @@ class AttentionImpl : public torch::nn::Module {
   AttentionImpl(int64_t channels, int64_t norm_groups, double norm_eps);
   // x [B, N, C], context [B, T, Cc] (or undefined for self-attention) → [B, N, C].
   // With group_norm (the VAE), x is [B, C, H, W] and so is the result.
-  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& context = {});
+  // `on_queries`, when set, sees to_q(x) before the attention uses it.
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& context = {},
+                        const std::function<void(const torch::Tensor&)>& on_queries = {});
   int64_t heads, head_dim;
   double scale;  // head_dim^-0.5
   bool upcast_attention;  // scores and softmax in float32
@@ -42,7 +46,8 @@ class AttentionImpl : public torch::nn::Module {
 
  private:
   void build(int64_t query_dim, int64_t context_dim, bool bias);
-  torch::Tensor attend(const torch::Tensor& x, const torch::Tensor& context);
+  torch::Tensor attend(const torch::Tensor& x, const torch::Tensor& context,
+                       const std::function<void(const torch::Tensor&)>& on_queries);
 };
 TORCH_MODULE(Attention);
 

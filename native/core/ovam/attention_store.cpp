@@ -4,8 +4,8 @@
 
 namespace ovam {
 
-void AttentionStore::on_cross_attention(const std::string& block, AttentionImpl& attention,
-                                        const torch::Tensor& hidden_states, int64_t height, int64_t width) {
+void AttentionStore::on_cross_attention(const std::string& block, const AttentionImpl& attention,
+                                        const torch::Tensor& queries, int64_t height, int64_t width) {
   if (!options_.enabled) return;
   const bool mid = block.rfind("mid_block", 0) == 0;
   if (mid && !options_.mid_block) return;
@@ -14,7 +14,7 @@ void AttentionStore::on_cross_attention(const std::string& block, AttentionImpl&
   torch::NoGradGuard no_grad;
   const int64_t heads = attention.heads, head_dim = attention.head_dim, n = height * width;
   // [h·w, heads·d] → [heads, h·w, d]: the layout attribution reads.
-  auto q = attention.to_q->forward(hidden_states[row]).view({n, heads, head_dim}).transpose(0, 1);
+  auto q = queries[row].view({n, heads, head_dim}).transpose(0, 1);
   // A streaming sum stays float32 until finish(): a half-precision running sum would round once per step.
   q = q.to(options_.streaming ? torch::kFloat32 : options_.dtype);
 

@@ -39,7 +39,7 @@ class AttentionStore : public CrossAttentionObserver {
     step_ = step;
     batch_rows_ = batch_rows;
   }
-  void on_cross_attention(const std::string& block, AttentionImpl& attention, const torch::Tensor& hidden_states,
+  void on_cross_attention(const std::string& block, const AttentionImpl& attention, const torch::Tensor& queries,
                           int64_t height, int64_t width) override;
 
   // After the last step: rounds streaming sums to the storage dtype.
