@@ -7,15 +7,21 @@ const path = require("node:path");
 
 const root = path.resolve(__dirname, "..");
 const cmakeJs = path.join(root, "node_modules", ".bin", "cmake-js");
-execFileSync(cmakeJs, ["compile", "--CDCMAKE_BUILD_TYPE=Release", "--CDOVAM_BUILD_BENCH=ON"], { cwd: root, stdio: "inherit" });
+// configure, not compile: compile skips CMake when build/ is already configured (by npm install),
+// and the bench option would never reach the cache.
+execFileSync(cmakeJs, ["configure", "--CDCMAKE_BUILD_TYPE=Release", "--CDOVAM_BUILD_BENCH=ON"], { cwd: root, stdio: "inherit" });
+execFileSync(cmakeJs, ["build"], { cwd: root, stdio: "inherit" });
 const candidates = ["build/Release/ovam_bench", "build/ovam_bench"].map((p) => path.join(root, p));
 const binary = candidates.find((p) => fs.existsSync(p));
 if (!binary) {
   console.error("ovam bench: the benchmark binary was not built (looked in build/Release and build)");
   process.exit(1);
 }
+// The thread-pool settings the library uses (ts/native.ts): short spins, or libtorch's OpenMP pool
+// and OpenBLAS's pool steal each other's cores and timings swing 3× from run to run.
+const env = { GOMP_SPINCOUNT: "10000", OPENBLAS_THREAD_TIMEOUT: "4", ...process.env };
 try {
-  execFileSync(binary, process.argv.slice(2), { cwd: root, stdio: "inherit" });
+  execFileSync(binary, process.argv.slice(2), { cwd: root, stdio: "inherit", env });
 } catch (e) {
   process.exit(e.status || 1);
 }

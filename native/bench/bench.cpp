@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -251,7 +252,9 @@ int main(int argc, char** argv) {
     const int threads = args.threads > 0 ? args.threads : int(std::thread::hardware_concurrency());
     at::set_num_threads(threads);
     const torch::Device device = parse_device(args.device);
-    std::printf("ovam native benchmark: libtorch %s, device %s, %d threads\n\n", TORCH_VERSION, args.device.c_str(), threads);
+    auto env = [](const char* name) { const char* v = std::getenv(name); return v ? v : "(unset)"; };
+    std::printf("ovam native benchmark: libtorch %s, device %s, %d threads, GOMP_SPINCOUNT=%s, OPENBLAS_THREAD_TIMEOUT=%s\n\n",
+                TORCH_VERSION, args.device.c_str(), threads, env("GOMP_SPINCOUNT"), env("OPENBLAS_THREAD_TIMEOUT"));
     Report report;
     report.print_header();
     measure_ceilings(report, args, device);
