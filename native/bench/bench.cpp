@@ -43,19 +43,28 @@ void sync(const torch::Device& device) {
   if (device.is_cuda()) torch::cuda::synchronize();
 }
 
-// Median seconds of `runs` calls after one warm-up call.
-double median_time(int runs, const torch::Device& device, const std::function<void()>& fn) {
-  fn();
-  sync(device);
-  std::vector<double> times;
-  for (int i = 0; i < runs; ++i) {
-    auto start = std::chrono::steady_clock::now();
-    fn();
-    sync(device);
-    times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+// Median seconds of each function over `runs` rounds after one warm-up round; a round calls every
+// function once, in turn, so a drift of the machine (other tenants, clocks) hits them alike.
+std::vector<double> median_times(int runs, const torch::Device& device, const std::vector<std::function<void()>>& fns) {
+  std::vector<std::vector<double>> times(fns.size());
+  for (int round = -1; round < runs; ++round) {
+    for (size_t f = 0; f < fns.size(); ++f) {
+      auto start = std::chrono::steady_clock::now();
+      fns[f]();
+      sync(device);
+      if (round >= 0) times[f].push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    }
   }
-  std::sort(times.begin(), times.end());
-  return times[times.size() / 2];
+  std::vector<double> medians;
+  for (auto& t : times) {
+    std::sort(t.begin(), t.end());
+    medians.push_back(t[t.size() / 2]);
+  }
+  return medians;
+}
+
+double median_time(int runs, const torch::Device& device, const std::function<void()>& fn) {
+  return median_times(runs, device, {fn})[0];
 }
 
 struct Row {
@@ -155,14 +164,17 @@ void bench_model(Report& report, const Args& args, const std::string& label, Sta
     sd.unet->forward(latents, t, context);
     step_flops = count.flops;
   }
-  double off = median_time(args.runs, device, [&] { sd.unet->forward(latents, t, context); });
+  AttentionStore store(CaptureOptions{}, capture_steps);
+  // Off and on alternate: the difference is the capture's, not the machine's drift.
+  const auto off_on = median_times(args.runs, device,
+                                   {[&] { sd.unet->forward(latents, t, context); },
+                                    [&] {
+                                      store.begin_step(0, 2);
+                                      sd.unet->forward(latents, t, context, &store);
+                                    }});
+  const double off = off_on[0], on = off_on[1];
   report.add({label, "UNet step (CFG batch 2), capture off", off, step_flops, 0,
               std::to_string(pixels) + "px"});
-  AttentionStore store(CaptureOptions{}, capture_steps);
-  double on = median_time(args.runs, device, [&] {
-    store.begin_step(0, 2);
-    sd.unet->forward(latents, t, context, &store);
-  });
   char note[128];
   std::snprintf(note, sizeof note, "capture overhead %+.1f%%", 100 * (on - off) / off);
   report.add({label, "UNet step (CFG batch 2), capture on", on, step_flops, 0, note});
