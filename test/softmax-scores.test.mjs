@@ -1,4 +1,5 @@
-// Attribution's fused softmax pass against the same sums by libtorch tensor operations, on shapes
+// Attribution's fused softmax pass, and its gradient in the keys (token optimisation), against
+// the same by libtorch tensor operations and autograd, on shapes
 // that hit every edge of the kernel: pixel counts that are not multiples of 8 (padded lanes),
 // head sizes that are not multiples of 8, token counts around its 12-token tiles, one token,
 // and score ranges large enough that the max-subtraction matters.
@@ -40,12 +41,16 @@ for (const [i, c] of cases.entries()) {
     const next = random(1000 + i);
     const queries = tensor([c.heads, c.steps, c.n, c.d], 2, next);
     const keys = tensor([c.heads, c.tokens, c.d], c.scale ?? 1, next);
-    const { fused, tensor: reference, fusedAvailable } = await native().components.softmaxScores(queries, keys);
+    const r = await native().components.softmaxScores(queries, keys);
+    const { fused, tensor: reference, fusedAvailable } = r;
     t.equal(fusedAvailable, expectFused, `the fused pass runs where the CPU has AVX2 and FMA (${expectFused})`);
     t.same(fused.shape, [c.heads, c.n, c.tokens], "shape [heads, pixels, tokens]");
     t.same(reference.shape, fused.shape, "both paths agree on the shape");
     const err = relL2(fused.data, reference.data);
     t.ok(err < 1e-5, `relL2 ${err.toExponential(2)} < 1e-5`);
+    t.same(r.gradFused.shape, keys.shape, "the keys' gradient has their shape");
+    const gradErr = relL2(r.gradFused.data, r.gradTensor.data);
+    t.ok(gradErr < 1e-4, `gradient in the keys: relL2 ${gradErr.toExponential(2)} < 1e-4`);
     // Every pixel's softmax sums to 1 per step, so each row of the sum over steps sums to steps.
     let worst = 0;
     for (let h = 0; h < c.heads; h++)

@@ -69,9 +69,10 @@ Napi::Value TextEncoder(const Napi::CallbackInfo& info) {
   });
 }
 
-// softmaxScores(queries [heads, S, n, d], keys [heads, T, d]) → { fused, tensor, fusedAvailable }:
-// attribution's summed softmax scores by the fused CPU pass (where this CPU has it) and by tensor
-// operations.
+// softmaxScores(queries [heads, S, n, d], keys [heads, T, d]) → { fused, tensor, gradFused,
+// gradTensor, fusedAvailable }: attribution's summed softmax scores [heads, n, T] by the fused CPU
+// pass (where this CPU has it) and by tensor operations, and each one's gradient in the keys for
+// the loss Σ scores · weights, with fixed pseudo-random weights.
 Napi::Value SoftmaxScores(const Napi::CallbackInfo& info) {
   if (info.Length() < 2) throw_js(info.Env(), code::kInvalidArgument, "softmaxScores(queries, keys)");
   auto queries = tensor_from_js(info[0], "queries");
@@ -79,12 +80,22 @@ Napi::Value SoftmaxScores(const Napi::CallbackInfo& info) {
   if (queries.dim() != 4 || keys.dim() != 3 || keys.size(0) != queries.size(0) || keys.size(2) != queries.size(3))
     throw_js(info.Env(), code::kInvalidArgument, "softmaxScores: queries [heads, S, n, d] and keys [heads, T, d]");
   return Job::queue(info.Env(), [queries, keys]() {
-    torch::NoGradGuard no_grad;
-    auto fused = summed_softmax_scores(queries, keys), tensor = summed_softmax_scores(queries, keys, false);
-    return [fused, tensor](Napi::Env env) -> Napi::Value {
+    torch::AutoGradMode grad_on(true);
+    auto weights = torch::randn({queries.size(0), queries.size(2), keys.size(1)}, at::detail::createCPUGenerator(0));
+    auto run = [&](bool fused) {
+      auto k = keys.detach().clone().set_requires_grad(true);
+      auto scores = summed_softmax_scores(queries, k, fused);
+      (scores * weights).sum().backward();
+      return std::make_pair(scores.detach().contiguous(), k.grad());
+    };
+    auto [fused, grad_fused] = run(true);
+    auto [tensor, grad_tensor] = run(false);
+    return [fused, tensor, grad_fused, grad_tensor](Napi::Env env) -> Napi::Value {
       auto o = Napi::Object::New(env);
-      o.Set("fused", tensor_to_js(env, fused.contiguous()));
-      o.Set("tensor", tensor_to_js(env, tensor.contiguous()));
+      o.Set("fused", tensor_to_js(env, fused));
+      o.Set("tensor", tensor_to_js(env, tensor));
+      o.Set("gradFused", tensor_to_js(env, grad_fused));
+      o.Set("gradTensor", tensor_to_js(env, grad_tensor));
       o.Set("fusedAvailable", fused_softmax_available());
       return o;
     };

@@ -92,12 +92,10 @@ constexpr int64_t kMaxTokens = 1024, kMaxHeadDim = 512;
 // step so that the hardware prefetcher keeps up (64-pixel runs read at a third of the speed).
 constexpr int64_t kPixelsPerTask = 512;
 
-// Eight pixels (from p, `valid` of them real) of one head and step: out[t, p + i] += softmax over
-// tokens of the pixel's scores. Lanes over pixels make scores, softmax and the sum lane-wise.
-OVAM_AVX2 void add_eight_pixels(const float* q, int64_t valid, const float* keys, int64_t d, int64_t tokens,
-                                float* out, int64_t n) {
-  alignas(64) float qt[kMaxHeadDim * 8];
-  alignas(64) float scores[kMaxTokens * 8];
+// Eight pixels (`valid` of them real) of one head and step, lanes over pixels: their queries
+// transposed into qt [d, 8] and their softmax over tokens into probabilities [T, 8].
+OVAM_AVX2 void softmax_eight(const float* q, int64_t valid, const float* keys, int64_t d, int64_t tokens, float* qt,
+                             float* probabilities) {
   if (valid == 8) {
     transpose_rows(q, d, qt);
   } else {  // the last pixels: zero rows stand in for the missing ones (never written out)
@@ -105,6 +103,7 @@ OVAM_AVX2 void add_eight_pixels(const float* q, int64_t valid, const float* keys
     std::copy(q, q + valid * d, padded);
     transpose_rows(padded, d, qt);
   }
+  float* scores = probabilities;
   for (int64_t t = 0; t < tokens; t += kTile)
     kTiles[std::min<int64_t>(kTile, tokens - t) - 1](qt, keys + t * d, d, scores + t * 8);
   __m256 max = _mm256_load_ps(scores);
@@ -116,35 +115,119 @@ OVAM_AVX2 void add_eight_pixels(const float* q, int64_t valid, const float* keys
     sum = _mm256_add_ps(sum, e);
   }
   const __m256 inv = _mm256_div_ps(_mm256_set1_ps(1.0f), sum);
+  for (int64_t t = 0; t < tokens; ++t) _mm256_store_ps(probabilities + t * 8, _mm256_mul_ps(_mm256_load_ps(scores + t * 8), inv));
+}
+
+// Lanes of row t of a [T, n] plane at pixel p: all eight, or the `valid` first and zeros.
+OVAM_AVX2 inline __m256 load_lanes(const float* row, int64_t valid) {
+  if (valid == 8) return _mm256_loadu_ps(row);
+  alignas(32) float lane[8] = {};
+  std::copy(row, row + valid, lane);
+  return _mm256_load_ps(lane);
+}
+
+// Forward, eight pixels: out[t, p + i] += softmax_t.
+OVAM_AVX2 void forward_eight(const float* q, int64_t valid, const float* keys, int64_t d, int64_t tokens, float* out,
+                             int64_t n) {
+  alignas(64) float qt[kMaxHeadDim * 8];
+  alignas(64) float probabilities[kMaxTokens * 8];
+  softmax_eight(q, valid, keys, d, tokens, qt, probabilities);
   for (int64_t t = 0; t < tokens; ++t) {
-    const __m256 probabilities = _mm256_mul_ps(_mm256_load_ps(scores + t * 8), inv);
+    const __m256 sum = _mm256_add_ps(_mm256_load_ps(probabilities + t * 8), load_lanes(out + t * n, valid));
     if (valid == 8) {
-      _mm256_storeu_ps(out + t * n, _mm256_add_ps(probabilities, _mm256_loadu_ps(out + t * n)));
+      _mm256_storeu_ps(out + t * n, sum);
     } else {
       alignas(32) float lane[8];
-      _mm256_store_ps(lane, probabilities);
-      for (int64_t i = 0; i < valid; ++i) out[t * n + i] += lane[i];
+      _mm256_store_ps(lane, sum);
+      std::copy(lane, lane + valid, out + t * n);
     }
   }
 }
 
-// queries [heads, steps, n, d], keys [heads, T, d] → out [heads, T, n] (+=).
-void fused(const float* queries, const float* keys, float* out, int64_t heads, int64_t steps, int64_t n, int64_t d,
-           int64_t tokens) {
+// Backward, eight pixels: with g = ∂L/∂out [T, n] at p, the softmax's gradient on the scores is
+// P_t (g_t − Σ_u P_u g_u); the keys' gradient accumulates it times the queries, lane-wise in
+// grad [T, d, 8] (the lanes are summed once per task).
+OVAM_AVX2 void backward_eight(const float* q, int64_t valid, const float* keys, int64_t d, int64_t tokens,
+                              const float* g, int64_t n, float* grad) {
+  alignas(64) float qt[kMaxHeadDim * 8];
+  alignas(64) float probabilities[kMaxTokens * 8];
+  softmax_eight(q, valid, keys, d, tokens, qt, probabilities);
+  __m256 dot = _mm256_setzero_ps();
+  for (int64_t t = 0; t < tokens; ++t)
+    dot = _mm256_fmadd_ps(_mm256_load_ps(probabilities + t * 8), load_lanes(g + t * n, valid), dot);
+  for (int64_t t = 0; t < tokens; ++t) {
+    // Padded lanes have zero queries, so they add nothing below.
+    const __m256 ds = _mm256_mul_ps(_mm256_load_ps(probabilities + t * 8), _mm256_sub_ps(load_lanes(g + t * n, valid), dot));
+    float* row = grad + t * d * 8;
+    for (int64_t j = 0; j < d; ++j)
+      _mm256_storeu_ps(row + j * 8, _mm256_fmadd_ps(ds, _mm256_loadu_ps(qt + j * 8), _mm256_loadu_ps(row + j * 8)));
+  }
+}
+
+// Tasks: a head's run of pixels over every step, so no two tasks write one output lane.
+template <typename Body>
+void for_each_task(int64_t heads, int64_t n, const Body& body) {
   const int64_t chunks = (n + kPixelsPerTask - 1) / kPixelsPerTask;
-  // Each task owns a head's run of pixels over every step, so no two tasks write one output lane.
   at::parallel_for(0, heads * chunks, 1, [&](int64_t begin, int64_t end) {
     for (int64_t task = begin; task < end; ++task) {
-      const int64_t h = task / chunks, p0 = (task % chunks) * kPixelsPerTask, p1 = std::min(n, p0 + kPixelsPerTask);
-      for (int64_t s = 0; s < steps; ++s) {
-        const float* q = queries + ((h * steps + s) * n) * d;
-        for (int64_t p = p0; p < p1; p += 8)
-          add_eight_pixels(q + p * d, std::min<int64_t>(8, p1 - p), keys + h * tokens * d, d, tokens,
-                           out + h * tokens * n + p, n);
-      }
+      const int64_t h = task / chunks, p0 = (task % chunks) * kPixelsPerTask;
+      body(task, h, p0, std::min(n, p0 + kPixelsPerTask));
     }
   });
 }
+
+struct Shape {
+  int64_t heads, steps, n, d, tokens;
+  explicit Shape(const torch::Tensor& queries, const torch::Tensor& keys)
+      : heads(queries.size(0)), steps(queries.size(1)), n(queries.size(2)), d(queries.size(3)), tokens(keys.size(1)) {}
+};
+
+// queries [heads, steps, n, d], keys [heads, T, d], both contiguous → [heads, T, n].
+torch::Tensor fused_forward(const torch::Tensor& queries, const torch::Tensor& keys) {
+  const Shape x(queries, keys);
+  auto out = torch::zeros({x.heads, x.tokens, x.n}, keys.options());
+  const float *q = queries.data_ptr<float>(), *k = keys.data_ptr<float>();
+  float* o = out.data_ptr<float>();
+  for_each_task(x.heads, x.n, [&](int64_t, int64_t h, int64_t p0, int64_t p1) {
+    for (int64_t s = 0; s < x.steps; ++s)
+      for (int64_t p = p0; p < p1; p += 8)
+        forward_eight(q + ((h * x.steps + s) * x.n + p) * x.d, std::min<int64_t>(8, p1 - p), k + h * x.tokens * x.d,
+                      x.d, x.tokens, o + h * x.tokens * x.n + p, x.n);
+  });
+  return out;
+}
+
+// ∂L/∂keys [heads, T, d] from ∂L/∂out [heads, T, n] (contiguous).
+torch::Tensor fused_backward(const torch::Tensor& queries, const torch::Tensor& keys, const torch::Tensor& grad_out) {
+  const Shape x(queries, keys);
+  const int64_t chunks = (x.n + kPixelsPerTask - 1) / kPixelsPerTask;
+  // One lane-wise partial sum per task; summed over lanes and tasks at the end.
+  auto partial = torch::zeros({x.heads, chunks, x.tokens, x.d, 8}, keys.options());
+  const float *q = queries.data_ptr<float>(), *k = keys.data_ptr<float>(), *g = grad_out.data_ptr<float>();
+  float* acc = partial.data_ptr<float>();
+  for_each_task(x.heads, x.n, [&](int64_t task, int64_t h, int64_t p0, int64_t p1) {
+    for (int64_t s = 0; s < x.steps; ++s)
+      for (int64_t p = p0; p < p1; p += 8)
+        backward_eight(q + ((h * x.steps + s) * x.n + p) * x.d, std::min<int64_t>(8, p1 - p), k + h * x.tokens * x.d,
+                       x.d, x.tokens, g + h * x.tokens * x.n + p, x.n, acc + task * x.tokens * x.d * 8);
+  });
+  return partial.sum({1, 4});
+}
+
+// The fused pass with its own gradient in the keys (queries are data, not parameters).
+class FusedSoftmaxScores : public torch::autograd::Function<FusedSoftmaxScores> {
+ public:
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& queries,
+                               const torch::Tensor& keys) {
+    ctx->save_for_backward({queries, keys});
+    return fused_forward(queries, keys);
+  }
+  static torch::autograd::tensor_list backward(torch::autograd::AutogradContext* ctx,
+                                               torch::autograd::tensor_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    return {torch::Tensor(), fused_backward(saved[0], saved[1], grads[0].contiguous())};
+  }
+};
 
 }  // namespace
 
@@ -157,17 +240,13 @@ torch::Tensor summed_softmax_scores(const torch::Tensor& queries, const torch::T
   const int64_t heads = queries.size(0), steps = queries.size(1), n = queries.size(2), d = queries.size(3);
   const int64_t tokens = keys.size(1);
   const bool fusable = allow_fused && queries.device().is_cpu() && queries.scalar_type() == torch::kFloat32 &&
-                       keys.scalar_type() == torch::kFloat32 && !(torch::GradMode::is_enabled() && keys.requires_grad()) &&
-                       tokens >= 1 && tokens <= kMaxTokens && d <= kMaxHeadDim && fused_softmax_available();
+                       keys.scalar_type() == torch::kFloat32 && tokens >= 1 && tokens <= kMaxTokens &&
+                       d <= kMaxHeadDim && fused_softmax_available();
   if (!fusable) {
     auto scores = torch::matmul(queries.view({heads, -1, d}).to(keys.scalar_type()), keys.transpose(1, 2));
     return torch::softmax(scores, -1).view({heads, steps, n, tokens}).sum(1);
   }
-  auto q = queries.contiguous();
-  auto k = keys.contiguous();
-  auto out = torch::zeros({heads, tokens, n}, keys.options());
-  fused(q.data_ptr<float>(), k.data_ptr<float>(), out.data_ptr<float>(), heads, steps, n, d, tokens);
-  return out.transpose(1, 2);
+  return FusedSoftmaxScores::apply(queries.contiguous(), keys.contiguous()).transpose(1, 2);
 }
 
 }  // namespace ovam
