@@ -334,6 +334,20 @@ t.test("save() and loadGeneration()", async (t) => {
   const tokenFile = path.join(tmp, "not-a-generation.safetensors");
   await new ovam.OptimizedToken({ text: "x", context: "x", embedding: { data: new Float32Array(2 * sd.contextDim), shape: [2, sd.contextDim] }, initial: { data: new Float32Array(2 * sd.contextDim), shape: [2, sd.contextDim] }, losses: [] }).save(tokenFile);
   await fails(t, "a token file as a generation", () => ovam.loadGeneration(sd, tokenFile), ovam.InvalidArgumentError, { code: "ERR_OVAM_INVALID_ARGUMENT" });
+
+  const info = await ovam.readGenerationInfo(file);
+  t.equal(info.model, sd.folder, "readGenerationInfo(): the model folder that made it");
+  t.same(info.settings, image.settings, "readGenerationInfo(): the settings");
+  await fails(t, "readGenerationInfo() of a token file", () => ovam.readGenerationInfo(tokenFile), ovam.InvalidArgumentError, { code: "ERR_OVAM_INVALID_ARGUMENT" });
+  const short = path.join(tmp, "short.safetensors");
+  fs.writeFileSync(short, Buffer.from([1, 2, 3]));
+  await fails(t, "readGenerationInfo() of a 3-byte file", () => ovam.readGenerationInfo(short), ovam.SafetensorsError, { code: "ERR_OVAM_SAFETENSORS" });
+  const huge = path.join(tmp, "huge-header.safetensors");
+  const length = Buffer.alloc(8);
+  length.writeBigUInt64LE(2n ** 60n);
+  fs.writeFileSync(huge, length);
+  await fails(t, "readGenerationInfo() of an absurd header length", () => ovam.readGenerationInfo(huge), ovam.SafetensorsError);
+  await fails(t, "readGenerationInfo() of a missing file", () => ovam.readGenerationInfo(path.join(tmp, "missing.safetensors")), ovam.NotFoundError);
 });
 
 t.test("optimizeToken(): the fixtures' run through the API, save, load, attribute", async (t) => {

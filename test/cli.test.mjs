@@ -138,6 +138,22 @@ t.test("generate writes the image PNG and the generation, with --json progress a
   t.ok(image.attentionBytes > 0, "with captured attention");
 });
 
+t.test("attribute and optimize use the model recorded in the generation unless --model says otherwise", async (t) => {
+  const sd2 = path.join(root, "test", "fixtures", "tiny-sd2", "model");
+  const dir = path.join(tmp, "sd2");
+  const made = ovamCLI(["generate", "a car", "--model", sd2, "--steps", "2", "--seed", "1", "--out", dir]);
+  t.equal(made.status, 0, `generate on tiny-sd2 (${made.stderr})`);
+  const file = path.join(dir, "generation.safetensors");
+  const recorded = ovamCLI(["attribute", file, "car", "--out", path.join(dir, "maps"), "--json"]);
+  t.equal(recorded.status, 0, `attribute without --model (${recorded.stderr})`);
+  const notes = records(recorded.stdout).filter((r) => r.event === "note").map((r) => r.message ?? r.text ?? JSON.stringify(r));
+  t.ok(notes.some((n) => n.includes(sd2)), "it loads the tiny-sd2 model the file records");
+  t.notOk(notes.some((n) => n.includes("RANDOM-WEIGHT smoke-test")), "not the bundled model");
+  const wrong = ovamCLI(["attribute", file, "car", "--model", path.join(root, "models", "tiny-sd1"), "--out", path.join(dir, "wrong")]);
+  t.not(wrong.status, 0, "--model wins: the bundled sd1 model cannot read an sd2 generation");
+  plainError(t, "an sd2 generation read with the sd1 model", wrong);
+});
+
 t.test("generate in plain mode reports steps on stderr, the summary on stdout", async (t) => {
   const run = ovamCLI(["generate", "a red bus", "--steps", "2", "--seed", "1", "--size", "64x64", "--name", "../bus", "--out", path.join(tmp, "plain")]);
   t.equal(run.status, 0, "exit 0");

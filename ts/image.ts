@@ -1,10 +1,11 @@
 // A generated image and the cross-attention captured while making it: generate(), loadGeneration().
 import { randomInt } from "node:crypto";
+import { open } from "node:fs/promises";
 import path from "node:path";
 
 import { z } from "zod";
 
-import { awaitNative, DisposedError, InvalidArgumentError, runJob } from "./errors";
+import { awaitNative, DisposedError, InvalidArgumentError, NotFoundError, runJob, SafetensorsError } from "./errors";
 import type { NativeGenerateOptions, NativeGeneration, NativePipeline } from "./native";
 import {
   captureDefaults,
@@ -50,6 +51,8 @@ export interface AttentionBlock {
 const FORMAT = "ovam-generation/1";
 const fileMetadataSchema = z.object({
   format: z.literal(FORMAT),
+  /** The model folder that made it (absolute); absent in files from before it was recorded. */
+  model: z.string().optional(),
   settings: z.object({
     prompt: z.string(),
     negativePrompt: z.string(),
@@ -115,7 +118,7 @@ export class GeneratedImage {
     const where = "image.save()";
     const handle = generationOf(this, where);
     const resolved = path.resolve(parse(where, pathSchema, file, "file"));
-    await awaitNative(handle.save(resolved, JSON.stringify({ format: FORMAT, settings: this.settings })));
+    await awaitNative(handle.save(resolved, JSON.stringify({ format: FORMAT, model: this.pipeline.folder, settings: this.settings })));
   }
 
   /** Frees the captured attention; pixels, latents and settings stay readable. */
@@ -202,6 +205,52 @@ function resolveSettings(sd: Pipeline, o: ResolvedGenerateOptions, where: string
     capture: o.capture,
   };
 }
+
+/** What a generation file says of itself, read from its header alone (no tensors are loaded). */
+export interface GenerationInfo {
+  /** The model folder that made it, when the file records one. */
+  model?: string;
+  settings: GenerationSettings;
+}
+
+/** Reads a generation file's header: which model made it and with what settings. */
+export async function readGenerationInfo(file: string): Promise<GenerationInfo> {
+  const where = "readGenerationInfo()";
+  const resolved = path.resolve(parse(where, pathSchema, file, "file"));
+  const malformed = (why: string) => new SafetensorsError(`${resolved}: not a safetensors file (${why})`);
+  let handle;
+  try {
+    handle = await open(resolved, "r");
+  } catch (e) {
+    throw new NotFoundError(`${resolved}: cannot be read (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
+  }
+  try {
+    // safetensors: an 8-byte little-endian header length, then the JSON header.
+    const size = Buffer.alloc(8);
+    if ((await handle.read(size, 0, 8, 0)).bytesRead !== 8) throw malformed("shorter than the 8-byte header length");
+    const length = Number(size.readBigUInt64LE(0));
+    if (length > MAX_HEADER_BYTES) throw malformed(`a header length of ${length} bytes`);
+    const header = Buffer.alloc(length);
+    if ((await handle.read(header, 0, length, 8)).bytesRead !== length) throw malformed("the header runs past the end");
+    let entries;
+    try {
+      entries = JSON.parse(header.toString("utf8"));
+    } catch {
+      throw malformed("its header is not JSON");
+    }
+    let metadata;
+    try {
+      metadata = fileMetadataSchema.parse(JSON.parse(entries?.__metadata__?.user ?? ""));
+    } catch {
+      throw new InvalidArgumentError(`${resolved}: not a generation file written by image.save() (no ${FORMAT} metadata)`);
+    }
+    return { ...(metadata.model === undefined ? {} : { model: metadata.model }), settings: metadata.settings };
+  } finally {
+    await handle.close();
+  }
+}
+// Far above any real header (a generation's lists a few dozen tensors), far below a memory problem.
+const MAX_HEADER_BYTES = 100 * 1024 * 1024;
 
 /** Reads a generation written by image.save() into `sd`, whose UNet must have the file's attention blocks. */
 export async function loadGeneration(sd: Pipeline, file: string): Promise<GeneratedImage> {

@@ -7,7 +7,7 @@
 import { native } from "./native";
 
 export { bundledModelDir, load, Pipeline, type Tokenized } from "./pipeline";
-export { GeneratedImage, generate, loadGeneration, type AttentionBlock, type GenerationSettings } from "./image";
+export { GeneratedImage, generate, loadGeneration, readGenerationInfo, type AttentionBlock, type GenerationInfo, type GenerationSettings } from "./image";
 export { attribute, AttributionMaps } from "./maps";
 export { loadToken, OptimizedToken, optimizeToken, type OptimizedTokenFields } from "./token";
 export { decodePNG, encodeGray16, encodeGray8, encodeRGB, type DecodedPNG } from "./png";

@@ -41,9 +41,14 @@ export const modelOptions = {
 
 /** --help text of modelOptions; `input` names the files that must come from the same model. */
 export function modelHelp(input?: string): string {
+  const model = input
+    ? `diffusers Stable Diffusion 1.x/2.x folder (default: the model
+                          that made the ${input}, as recorded in it, else the bundled
+                          tiny random-weight test model)`
+    : `diffusers Stable Diffusion 1.x/2.x folder (default: the bundled
+                          tiny random-weight test model, whose pictures are noise)`;
   return `Model options:
-  --model DIR             diffusers Stable Diffusion 1.x/2.x folder (default: the bundled
-                          tiny random-weight test model, whose pictures are noise)${input ? `;\n                          it must be the model that made the ${input}` : ""}
+  --model DIR             ${model}
   --device NAME           cpu (default), cuda or cuda:N
   --dtype NAME            float32 (default), float16 or bfloat16
   --threads N             CPU threads, 0 = all cores (default)`;

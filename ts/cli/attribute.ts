@@ -3,7 +3,7 @@ import { loadGeneration } from "../image";
 import { loadToken } from "../token";
 import { choice, commonOptions, COMMON_HELP, loadOptions, modelHelp, modelOptions, number, required, text, texts, UsageError, type Command } from "./args";
 import { fileList, OutputDir } from "./output";
-import { attributeSubjects, loadModel, type Subject } from "./workflow";
+import { attributeSubjects, loadModelFor, type Subject } from "./workflow";
 
 export const attributeCommand: Command = {
   name: "attribute",
@@ -51,7 +51,7 @@ Examples:
     const outDir = required(text(values, "out"), "--out DIR");
     const mode = choice(values, "mode", ["softmax", "linear"] as const);
     const threshold = number(values, "threshold");
-    const sd = await loadModel(ctx, text(values, "model"), loadOptions(values));
+    const sd = await loadModelFor(ctx, text(values, "model"), file, loadOptions(values));
     const image = await loadGeneration(sd, file);
     const subjects: Subject[] = words.map((word) => ({ label: word, text: word }));
     for (const tokenFile of tokenFiles) {

@@ -4,7 +4,7 @@ import path from "node:path";
 import { loadGeneration } from "../image";
 import { choice, commonOptions, COMMON_HELP, loadOptions, modelHelp, modelOptions, number, required, text, texts, UsageError, type Command } from "./args";
 import { fileList, OutputDir } from "./output";
-import { loadModel, optimizeWithProgress, readMask } from "./workflow";
+import { loadModelFor, optimizeWithProgress, readMask } from "./workflow";
 
 // optimizeToken()'s default, repeated here because the progress bar needs the total up front.
 const DEFAULT_EPOCHS = 30;
@@ -70,7 +70,7 @@ Examples:
       gamma: number(values, "gamma"),
       attribute: { mode: choice(values, "mode", ["softmax", "linear"] as const) },
     };
-    const sd = await loadModel(ctx, text(values, "model"), loadOptions(values));
+    const sd = await loadModelFor(ctx, text(values, "model"), positionals[0], loadOptions(values));
     const images = [];
     for (const file of positionals) images.push(await loadGeneration(sd, file));
     const targets = [];

@@ -1,10 +1,11 @@
 // The work behind the commands, shared by generate, attribute, optimize and demo: load a model,
 // generate and save, attribute words or tokens into pictures, read masks and optimise a token.
+import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 
 import { InvalidArgumentError } from "../errors";
-import { generate, type GeneratedImage } from "../image";
+import { generate, readGenerationInfo, type GeneratedImage } from "../image";
 import { attribute, minMax } from "../maps";
 import type { GenerateOptions, LoadOptions, Map2D, OptimizeOptions } from "../options";
 import { decodePNG, encodeGray8, encodeRGB } from "../png";
@@ -27,6 +28,20 @@ export async function loadModel(ctx: Context, modelDir: string | undefined, opti
   if (isBundled(sd)) ctx.reporter.note(BUNDLED_WARNING);
   ctx.signal.throwIfAborted();
   return sd;
+}
+
+/**
+ * The model for reading a generation file: `modelDir` when given, else the folder the file says
+ * made it (when that folder is still there), else the bundled model.
+ */
+export async function loadModelFor(ctx: Context, modelDir: string | undefined, file: string, options: LoadOptions): Promise<Pipeline> {
+  if (modelDir !== undefined) return loadModel(ctx, modelDir, options);
+  const { model } = await readGenerationInfo(file);
+  if (model !== undefined && !existsSync(path.join(model, "model_index.json"))) {
+    ctx.reporter.note(`${file} was made by ${model}, which is not there any more; pass --model DIR`);
+    return loadModel(ctx, undefined, options);
+  }
+  return loadModel(ctx, model, options);
 }
 
 export const BUNDLED_WARNING =
