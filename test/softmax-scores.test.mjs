@@ -1,7 +1,8 @@
 // Attribution's fused softmax pass, and its gradient in the keys (token optimisation), against
 // the same by libtorch tensor operations and autograd, on shapes
 // that hit every edge of the kernel: pixel counts that are not multiples of 8 (padded lanes),
-// head sizes that are not multiples of 8, token counts around its 12-token tiles, one token,
+// head sizes that are not multiples of 8 (or even: small tiles split j in two), token counts
+// around its 12-token tiles, one token,
 // and score ranges large enough that the max-subtraction matters.
 import t from "tap";
 import fs from "node:fs";
@@ -33,6 +34,7 @@ const cases = [
   { heads: 1, steps: 1, n: 1, d: 5, tokens: 1 },
   { heads: 8, steps: 2, n: 1030, d: 80, tokens: 25 },
   { heads: 2, steps: 4, n: 9, d: 160, tokens: 3 },
+  { heads: 2, steps: 2, n: 17, d: 33, tokens: 5 },
   { heads: 2, steps: 2, n: 24, d: 8, tokens: 77, scale: 60 },
 ];
 
