@@ -142,6 +142,16 @@ t.test("generate() rejects bad options before the native call", async (t) => {
   t.match(error?.message, /generate\(\).*"steps".*0.*an integer from 1 to 1000/, "the message names option, value and what is accepted");
 });
 
+t.test("generate() accepts every scheduler the core implements", async (t) => {
+  const { native } = require(path.join(root, "dist", "native.js"));
+  t.ok(native.schedulers.length >= 5, `the core lists its schedulers (${native.schedulers.join(", ")})`);
+  for (const scheduler of native.schedulers) {
+    const made = await ovam.generate(sd, { prompt: "a car", steps: 2, seed: 1, scheduler });
+    t.equal(made.settings.scheduler, scheduler, `${scheduler}: generated with it`);
+    made.dispose();
+  }
+});
+
 t.test("generate(): the reference image through the API", async (t) => {
   t.same([image.width, image.height], [p.width, p.height], "size from the latents");
   t.equal(image.pixels.length, p.width * p.height * 3);

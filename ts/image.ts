@@ -1,12 +1,11 @@
 // A generated image and the cross-attention captured while making it: generate(), loadGeneration().
 import { randomInt } from "node:crypto";
-import { open } from "node:fs/promises";
 import path from "node:path";
 
 import { z } from "zod";
 
-import { awaitNative, DisposedError, InvalidArgumentError, NotFoundError, runJob, SafetensorsError } from "./errors";
-import type { NativeGenerateOptions, NativeGeneration, NativePipeline } from "./native";
+import { awaitNative, DisposedError, InvalidArgumentError, runJob } from "./errors";
+import { native, type NativeGenerateOptions, type NativeGeneration, type NativePipeline } from "./native";
 import {
   captureDefaults,
   generateSchema,
@@ -215,42 +214,24 @@ export interface GenerationInfo {
 
 /** Reads a generation file's header: which model made it and with what settings. */
 export async function readGenerationInfo(file: string): Promise<GenerationInfo> {
-  const where = "readGenerationInfo()";
-  const resolved = path.resolve(parse(where, pathSchema, file, "file"));
-  const malformed = (why: string) => new SafetensorsError(`${resolved}: not a safetensors file (${why})`);
-  let handle;
+  const resolved = path.resolve(parse("readGenerationInfo()", pathSchema, file, "file"));
+  const metadata = parseMetadata((await awaitNative(native.readMetadata(resolved))).user);
+  if (!metadata) throw notAGeneration(resolved);
+  return { ...(metadata.model === undefined ? {} : { model: metadata.model }), settings: metadata.settings };
+}
+
+// What image.save() wrote as the file's user metadata, or undefined for anything else.
+function parseMetadata(text: string | undefined): z.output<typeof fileMetadataSchema> | undefined {
   try {
-    handle = await open(resolved, "r");
-  } catch (e) {
-    throw new NotFoundError(`${resolved}: cannot be read (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
-  }
-  try {
-    // safetensors: an 8-byte little-endian header length, then the JSON header.
-    const size = Buffer.alloc(8);
-    if ((await handle.read(size, 0, 8, 0)).bytesRead !== 8) throw malformed("shorter than the 8-byte header length");
-    const length = Number(size.readBigUInt64LE(0));
-    if (length > MAX_HEADER_BYTES) throw malformed(`a header length of ${length} bytes`);
-    const header = Buffer.alloc(length);
-    if ((await handle.read(header, 0, length, 8)).bytesRead !== length) throw malformed("the header runs past the end");
-    let entries;
-    try {
-      entries = JSON.parse(header.toString("utf8"));
-    } catch {
-      throw malformed("its header is not JSON");
-    }
-    let metadata;
-    try {
-      metadata = fileMetadataSchema.parse(JSON.parse(entries?.__metadata__?.user ?? ""));
-    } catch {
-      throw new InvalidArgumentError(`${resolved}: not a generation file written by image.save() (no ${FORMAT} metadata)`);
-    }
-    return { ...(metadata.model === undefined ? {} : { model: metadata.model }), settings: metadata.settings };
-  } finally {
-    await handle.close();
+    return fileMetadataSchema.parse(JSON.parse(text ?? ""));
+  } catch {
+    return undefined;
   }
 }
-// Far above any real header (a generation's lists a few dozen tensors), far below a memory problem.
-const MAX_HEADER_BYTES = 100 * 1024 * 1024;
+
+function notAGeneration(file: string): InvalidArgumentError {
+  return new InvalidArgumentError(`${file}: no ${FORMAT} metadata matching the image; generation files are written by image.save()`);
+}
 
 /** Reads a generation written by image.save() into `sd`, whose UNet must have the file's attention blocks. */
 export async function loadGeneration(sd: Pipeline, file: string): Promise<GeneratedImage> {
@@ -258,15 +239,10 @@ export async function loadGeneration(sd: Pipeline, file: string): Promise<Genera
   const handle = nativePipeline(sd, where);
   const resolved = path.resolve(parse(where, pathSchema, file, "file"));
   const generation = await awaitNative(handle.loadGeneration(resolved));
-  let metadata: z.output<typeof fileMetadataSchema> | undefined;
-  try {
-    metadata = fileMetadataSchema.parse(JSON.parse(generation.userMetadata ?? ""));
-  } catch {
-    metadata = undefined;
-  }
+  const metadata = parseMetadata(generation.userMetadata);
   if (!metadata || metadata.settings.width !== generation.width || metadata.settings.height !== generation.height) {
     generation.dispose();
-    throw new InvalidArgumentError(`${resolved}: no ${FORMAT} metadata matching the image; generation files are written by image.save()`);
+    throw notAGeneration(resolved);
   }
   return new GeneratedImage(generation, sd, metadata.settings);
 }

@@ -116,6 +116,8 @@ export interface NativeAddon {
   loadPipeline(folder: string, options: NativeLoadOptions): Promise<NativePipeline>;
   saveTensors(file: string, tensors: Record<string, NativeTensor>, metadata: Record<string, string>): Promise<void>;
   loadTensors(file: string): Promise<{ tensors: Record<string, NativeTensor>; metadata: Record<string, string> }>;
+  readMetadata(file: string): Promise<Record<string, string>>; // header only
+  schedulers: string[]; // the scheduler classes the core implements (diffusers names)
   components: Record<string, (...args: unknown[]) => Promise<unknown>>;
 }
 

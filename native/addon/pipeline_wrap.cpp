@@ -186,6 +186,12 @@ Napi::Value SaveTensors(const Napi::CallbackInfo& info) {
   });
 }
 
+Napi::Object metadata_to_js(Napi::Env env, const std::map<std::string, std::string>& metadata) {
+  auto m = Napi::Object::New(env);
+  for (const auto& [k, v] : metadata) m.Set(k, v);
+  return m;
+}
+
 Napi::Value LoadTensors(const Napi::CallbackInfo& info) {
   auto env = info.Env();
   if (info.Length() < 1 || !info[0].IsString()) throw_js(env, code::kInvalidArgument, "loadTensors(file): file must be a string");
@@ -196,13 +202,24 @@ Napi::Value LoadTensors(const Napi::CallbackInfo& info) {
     for (const auto& e : file->entries()) tensors.emplace_back(e.name, file->tensor(e.name).to(torch::kFloat32));
     auto metadata = file->metadata();
     return [tensors, metadata](Napi::Env env) -> Napi::Value {
-      auto out = Napi::Object::New(env), t = Napi::Object::New(env), m = Napi::Object::New(env);
+      auto out = Napi::Object::New(env), t = Napi::Object::New(env);
       for (const auto& [name, tensor] : tensors) t.Set(name, tensor_to_js(env, tensor));
-      for (const auto& [k, v] : metadata) m.Set(k, v);
       out.Set("tensors", t);
-      out.Set("metadata", m);
+      out.Set("metadata", metadata_to_js(env, metadata));
       return out;
     };
+  });
+}
+
+// readMetadata(file) → the string metadata of a safetensors file; its header is validated, its
+// tensors are mapped but never read.
+Napi::Value ReadMetadata(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) throw_js(env, code::kInvalidArgument, "readMetadata(file): file must be a string");
+  auto path = info[0].As<Napi::String>().Utf8Value();
+  return Job::queue(env, [path]() {
+    auto metadata = SafetensorsFile::open(path)->metadata();
+    return [metadata](Napi::Env env) -> Napi::Value { return metadata_to_js(env, metadata); };
   });
 }
 }  // namespace
@@ -212,6 +229,7 @@ void init_pipeline(Napi::Env env, Napi::Object exports) {
   exports.Set("loadPipeline", Napi::Function::New(env, LoadPipeline));
   exports.Set("saveTensors", Napi::Function::New(env, SaveTensors));
   exports.Set("loadTensors", Napi::Function::New(env, LoadTensors));
+  exports.Set("readMetadata", Napi::Function::New(env, ReadMetadata));
   auto names = scheduler_names();
   auto list = Napi::Array::New(env, names.size());
   for (size_t i = 0; i < names.size(); ++i) list.Set(uint32_t(i), names[i]);

@@ -14,9 +14,8 @@ void AttentionStore::on_cross_attention(const std::string& block, const Attentio
   torch::NoGradGuard no_grad;
   const int64_t heads = attention.heads, head_dim = attention.head_dim, n = height * width;
   // [h·w, heads·d] → [heads, h·w, d]: the layout attribution reads.
+  // copy_ and add_ below convert to the storage dtype as they write: no converted temporary.
   auto q = queries[row].view({n, heads, head_dim}).transpose(0, 1);
-  // A streaming sum stays float32 until finish(): a half-precision running sum would round once per step.
-  q = q.to(options_.streaming ? torch::kFloat32 : options_.dtype);
 
   auto it = index_.find(block);
   if (it == index_.end()) {
@@ -28,7 +27,9 @@ void AttentionStore::on_cross_attention(const std::string& block, const Attentio
     b.width = width;
     b.scale = attention.scale;
     const int64_t slots = options_.streaming ? 1 : total_steps_;
-    b.queries = torch::zeros({heads, slots, n, head_dim}, q.options());
+    // A streaming sum stays float32 until finish(): a half-precision running sum would round once per step.
+    const auto dtype = options_.streaming ? torch::kFloat32 : options_.dtype;
+    b.queries = torch::zeros({heads, slots, n, head_dim}, q.options().dtype(dtype));
     it = index_.emplace(block, blocks_.size()).first;
     blocks_.push_back(std::move(b));
   }

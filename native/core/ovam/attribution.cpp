@@ -48,7 +48,8 @@ torch::Tensor block_maps(const StoredBlock& block, const torch::Tensor& keys, co
   torch::Tensor per_head;  // [heads, n, T]
   if (options.mode == "linear") {
     // Linear in the queries: summing steps first is exact and reads the store once.
-    per_head = torch::matmul(block.queries.to(keys.scalar_type()).sum(1), keys.transpose(1, 2)) * block.scale;
+    // The sum accumulates in the keys' float32 without a converted copy of a half-precision store.
+    per_head = torch::matmul(block.queries.sum(1, false, keys.scalar_type()), keys.transpose(1, 2)) * block.scale;
   } else {
     per_head = summed_softmax_scores(block.queries, keys * block.scale);
   }

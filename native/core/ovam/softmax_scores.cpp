@@ -186,10 +186,13 @@ OVAM_AVX2 void backward_eight(const float* q, int64_t valid, const float* keys, 
   }
 }
 
-// Tasks: a head's run of pixels over every step, so no two tasks write one output lane.
+int64_t pixel_chunks(int64_t n) { return (n + kPixelsPerTask - 1) / kPixelsPerTask; }
+
+// Tasks (head × pixel chunk, numbered h · chunks + chunk): a head's run of pixels over every
+// step, so no two tasks write one output lane.
 template <typename Body>
 void for_each_task(int64_t heads, int64_t n, const Body& body) {
-  const int64_t chunks = (n + kPixelsPerTask - 1) / kPixelsPerTask;
+  const int64_t chunks = pixel_chunks(n);
   at::parallel_for(0, heads * chunks, 1, [&](int64_t begin, int64_t end) {
     for (int64_t task = begin; task < end; ++task) {
       const int64_t h = task / chunks, p0 = (task % chunks) * kPixelsPerTask;
@@ -200,7 +203,7 @@ void for_each_task(int64_t heads, int64_t n, const Body& body) {
 
 struct Shape {
   int64_t heads, steps, n, d, tokens;
-  explicit Shape(const torch::Tensor& queries, const torch::Tensor& keys)
+  Shape(const torch::Tensor& queries, const torch::Tensor& keys)
       : heads(queries.size(0)), steps(queries.size(1)), n(queries.size(2)), d(queries.size(3)), tokens(keys.size(1)) {}
 };
 
@@ -222,9 +225,8 @@ torch::Tensor fused_forward(const torch::Tensor& queries, const torch::Tensor& k
 // ∂L/∂keys [heads, T, d] from ∂L/∂out [heads, T, n] (contiguous).
 torch::Tensor fused_backward(const torch::Tensor& queries, const torch::Tensor& keys, const torch::Tensor& grad_out) {
   const Shape x(queries, keys);
-  const int64_t chunks = (x.n + kPixelsPerTask - 1) / kPixelsPerTask;
   // One lane-wise partial sum per task; summed over lanes and tasks at the end.
-  auto partial = torch::zeros({x.heads, chunks, x.tokens, x.d, 8}, keys.options());
+  auto partial = torch::zeros({x.heads, pixel_chunks(x.n), x.tokens, x.d, 8}, keys.options());
   const float *q = queries.data_ptr<float>(), *k = keys.data_ptr<float>(), *g = grad_out.data_ptr<float>();
   float* acc = partial.data_ptr<float>();
   for_each_task(x.heads, x.n, [&](int64_t task, int64_t h, int64_t p0, int64_t p1) {
