@@ -151,8 +151,10 @@ Napi::Value VaeEncode(const Napi::CallbackInfo& info) {
   });
 }
 
-// scheduler({ className, config (JSON text), steps, x0, eps: tensor[] }) → every step's values:
-// { timesteps, initNoiseSigma, inputs: tensor[], outputs: tensor[] }
+// scheduler({ className, config (JSON text), steps, x0, eps: tensor[], start?, noise? }) → every
+// step's values: { timesteps, initNoiseSigma, inputs: tensor[], outputs: tensor[], noised? }.
+// `start` begins the run at that timestep index (img2img), eps[k] feeding its k-th step; `noise`
+// also returns add_noise(x0, noise) at the start.
 Napi::Value SchedulerRun(const Napi::CallbackInfo& info) {
   if (info.Length() < 1 || !info[0].IsObject()) throw_js(info.Env(), code::kInvalidArgument, "expected { className, config, steps, x0, eps }");
   auto in = info[0].As<Napi::Object>();
@@ -163,16 +165,22 @@ Napi::Value SchedulerRun(const Napi::CallbackInfo& info) {
   std::vector<torch::Tensor> eps;
   auto eps_a = in.Get("eps").As<Napi::Array>();
   for (uint32_t i = 0; i < eps_a.Length(); ++i) eps.push_back(tensor_from_js(eps_a.Get(i), "eps"));
+  const auto start = static_cast<size_t>(get_number(in, "start", 0));
+  torch::Tensor noise;
+  if (in.Get("noise").IsObject()) noise = tensor_from_js(in.Get("noise"), "noise");
   return Job::queue(info.Env(), [=]() {
     auto json = Json::parse(config_text, nullptr, false);
     if (json.is_discarded() || !json.is_object()) throw Error(code::kConfig, "scheduler config: not a JSON object");
     auto scheduler = make_scheduler(class_name, Config(json, "scheduler config"));
     scheduler->set_timesteps(steps);
+    scheduler->begin_at(start);
+    torch::Tensor noised;
+    if (noise.defined()) noised = scheduler->add_noise(x0, noise, start);
     std::vector<torch::Tensor> inputs, outputs;
     torch::Tensor x = x0;
-    for (size_t i = 0; i < scheduler->timesteps().size() && i < eps.size(); ++i) {
+    for (size_t k = 0, i = start; i < scheduler->timesteps().size() && k < eps.size(); ++k, ++i) {
       inputs.push_back(scheduler->scale_model_input(x, i));
-      x = scheduler->step(eps[i], i, x);
+      x = scheduler->step(eps[k], i, x);
       outputs.push_back(x);
     }
     auto timesteps = scheduler->timesteps();
@@ -188,6 +196,7 @@ Napi::Value SchedulerRun(const Napi::CallbackInfo& info) {
       for (size_t i = 0; i < outputs.size(); ++i) outs.Set(uint32_t(i), tensor_to_js(env, outputs[i]));
       o.Set("inputs", ins);
       o.Set("outputs", outs);
+      if (noised.defined()) o.Set("noised", tensor_to_js(env, noised));
       return o;
     };
   });

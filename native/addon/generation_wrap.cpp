@@ -28,6 +28,17 @@ AttributionOptions attribution_from(const Napi::Value& value) {
     auto s = size.As<Napi::Array>();
     a.size = std::make_pair(s.Get(0u).As<Napi::Number>().Int64Value(), s.Get(1u).As<Napi::Number>().Int64Value());
   }
+  auto blocks = o.Get("blocks");
+  if (blocks.IsArray()) {
+    auto list = blocks.As<Napi::Array>();
+    for (uint32_t i = 0; i < list.Length(); ++i) a.blocks.push_back(list.Get(i).ToString().Utf8Value());
+  }
+  auto steps = o.Get("steps");
+  if (steps.IsArray() && steps.As<Napi::Array>().Length() == 2) {
+    auto s = steps.As<Napi::Array>();
+    a.steps = std::make_pair(s.Get(0u).As<Napi::Number>().Int64Value(), s.Get(1u).As<Napi::Number>().Int64Value());
+  }
+  a.per_block = get_bool(o, "perBlock", false);
   a.validate();
   return a;
 }
@@ -69,6 +80,7 @@ Napi::Object GenerationWrap::wrap(Napi::Env env, std::shared_ptr<StableDiffusion
   object.Set("pixels", tensor_to_js(env, (g.image * 255).round().to(torch::kUInt8)).Get("data"));
   object.Set("image", tensor_to_js(env, g.image));
   object.Set("latents", tensor_to_js(env, g.latents));
+  if (g.start_latents.defined()) object.Set("startLatents", tensor_to_js(env, g.start_latents));  // not kept in files
   object.Set("attentionBytes", Napi::Number::New(env, double(g.store->bytes())));
   auto blocks = Napi::Array::New(env, g.store->blocks().size());
   for (size_t i = 0; i < g.store->blocks().size(); ++i) {

@@ -1,5 +1,6 @@
 #include "ovam/attribution.h"
 
+#include <algorithm>
 #include <map>
 
 #include "ovam/softmax_scores.h"
@@ -42,16 +43,17 @@ torch::Tensor resize(const torch::Tensor& maps, std::vector<int64_t> size, const
   return F::interpolate(maps.unsqueeze(0), options).squeeze(0);
 }
 
-// One block: [T, h, w]. Queries [heads, S, n, d] are scored against keys [heads, T, d] in one
-// pass over every step and head.
+// One block: [T, h, w]. Queries [heads, S, n, d] (S: the chosen range of steps, a view) are
+// scored against keys [heads, T, d] in one pass over every step and head.
 torch::Tensor block_maps(const StoredBlock& block, const torch::Tensor& keys, const AttributionOptions& options) {
+  const auto queries = options.steps ? block.queries.slice(1, options.steps->first, options.steps->second) : block.queries;
   torch::Tensor per_head;  // [heads, n, T]
   if (options.mode == "linear") {
     // Linear in the queries: summing steps first is exact and reads the store once.
     // The sum accumulates in the keys' float32 without a converted copy of a half-precision store.
-    per_head = torch::matmul(block.queries.sum(1, false, keys.scalar_type()), keys.transpose(1, 2)) * block.scale;
+    per_head = torch::matmul(queries.sum(1, false, keys.scalar_type()), keys.transpose(1, 2)) * block.scale;
   } else {
-    per_head = summed_softmax_scores(block.queries, keys * block.scale);
+    per_head = summed_softmax_scores(queries, keys * block.scale);
   }
   auto maps = aggregate(activate(per_head, options.head_activation), options.head_aggregation, 0);  // [n, T]
   return maps.transpose(0, 1).reshape({-1, block.height, block.width});
@@ -68,7 +70,40 @@ void AttributionOptions::validate() const {
   require("mapActivation", map_activation, {"none", "relu", "sigmoid", "tanh", "sigmoid+relu", "clamp"});
   if (size && (size->first <= 0 || size->second <= 0))
     throw Error(code::kInvalidArgument, "attribute option size must be two positive integers");
+  if (steps && (steps->first < 0 || steps->second <= steps->first))
+    throw Error(code::kInvalidArgument, "attribute option steps must be a range [first, end) with 0 ≤ first < end");
 }
+
+namespace {
+
+// The stored blocks the options select, in store order; kInvalidArgument for an unknown name or a
+// step range past the store.
+std::vector<const StoredBlock*> selected_blocks(const AttentionStore& store, const AttributionOptions& options) {
+  std::vector<const StoredBlock*> chosen;
+  for (const auto& name : options.blocks) {
+    const auto& all = store.blocks();
+    if (std::none_of(all.begin(), all.end(), [&](const StoredBlock& b) { return b.name == name; })) {
+      std::string stored;
+      for (const auto& b : all) stored += (stored.empty() ? "" : ", ") + b.name;
+      throw Error(code::kInvalidArgument, "attribute option blocks: \"" + name + "\" is not a stored block; stored: " + stored);
+    }
+  }
+  for (const auto& b : store.blocks())
+    if (options.blocks.empty() || std::find(options.blocks.begin(), options.blocks.end(), b.name) != options.blocks.end())
+      chosen.push_back(&b);
+  if (options.steps) {
+    if (store.options().streaming)
+      throw Error(code::kInvalidArgument, "attribute option steps needs every step stored; this capture was streaming (one sum)");
+    const int64_t stored = chosen.front()->queries.size(1);
+    if (options.steps->second > stored)
+      throw Error(code::kInvalidArgument, "attribute option steps [" + std::to_string(options.steps->first) + ", " +
+                                              std::to_string(options.steps->second) + ") is past the " +
+                                              std::to_string(stored) + " stored steps");
+  }
+  return chosen;
+}
+
+}  // namespace
 
 torch::Tensor attribute(UNet2DConditionModelImpl& unet, const AttentionStore& store, const torch::Tensor& embeddings,
                         const AttributionOptions& options) {
@@ -80,13 +115,17 @@ torch::Tensor attribute(UNet2DConditionModelImpl& unet, const AttentionStore& st
   std::map<std::string, Attention> attentions;
   for (auto& [name, attention] : unet.cross_attentions()) attentions.emplace(name, attention);
 
+  // The grid is the largest stored block's whatever the selection, so maps of any selection add up.
   std::vector<int64_t> grid{0, 0};
   for (const auto& b : store.blocks()) {
     grid[0] = std::max(grid[0], b.height);
     grid[1] = std::max(grid[1], b.width);
   }
+  const auto chosen = selected_blocks(store, options);
   torch::Tensor total;
-  for (const auto& block : store.blocks()) {
+  std::vector<torch::Tensor> each;
+  for (const StoredBlock* stored : chosen) {
+    const auto& block = *stored;
     auto it = attentions.find(block.name);
     if (it == attentions.end()) throw Error(code::kInvalidArgument, "stored block " + block.name + " is not in this UNet");
     auto& attention = *it->second;
@@ -95,11 +134,18 @@ torch::Tensor attribute(UNet2DConditionModelImpl& unet, const AttentionStore& st
     auto keys = attention.to_k->forward(x).to(block.queries.device(), torch::kFloat32);
     keys = keys.view({-1, block.heads, block.head_dim}).transpose(0, 1);  // [heads, T, d]
     auto maps = resize(block_maps(block, keys, options), grid, options.block_interpolation);
-    total = total.defined() ? total + maps : maps;
+    if (options.per_block) each.push_back(maps);
+    else total = total.defined() ? total + maps : maps;
   }
-  if (options.map_aggregation == "mean") total = total / double(store.blocks().size());
+  // Per block, map aggregation has one map to aggregate: the activation and size apply to each.
+  if (options.per_block) total = torch::stack(each);
+  else if (options.map_aggregation == "mean") total = total / double(chosen.size());
   total = activate(total, options.map_activation);
-  if (options.size) total = resize(total, {options.size->first, options.size->second}, "bilinear");
+  if (options.size) {
+    const std::vector<int64_t> size{options.size->first, options.size->second};
+    total = options.per_block ? resize(total.flatten(0, 1), size, "bilinear").reshape({total.size(0), total.size(1), size[0], size[1]})
+                              : resize(total, size, "bilinear");
+  }
   return total;
 }
 

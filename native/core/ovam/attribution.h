@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "models/unet_2d_condition.h"
 #include "ovam/attention_store.h"
@@ -22,10 +23,16 @@ struct AttributionOptions {
   std::string map_aggregation = "sum";        // over blocks: sum | mean
   std::string map_activation = "none";        // as head_activation
   std::optional<std::pair<int64_t, int64_t>> size;  // output (h, w); none = the largest block's
+  // Finer maps (OVAM's per-block ablation, DAAM's per-step maps): only these stored blocks (empty:
+  // all), only the stored evaluations [first, end) of each, and one map per block instead of the sum.
+  std::vector<std::string> blocks;
+  std::optional<std::pair<int64_t, int64_t>> steps;
+  bool per_block = false;
   void validate() const;  // kInvalidArgument naming the option and the accepted values
 };
 
-// embeddings [T, D] → maps [T, H, W] float32. Differentiable in `embeddings`.
+// embeddings [T, D] → maps [T, H, W] float32 ([blocks, T, H, W] with per_block). Differentiable in
+// `embeddings`.
 torch::Tensor attribute(UNet2DConditionModelImpl& unet, const AttentionStore& store, const torch::Tensor& embeddings,
                         const AttributionOptions& options);
 

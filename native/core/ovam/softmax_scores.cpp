@@ -201,13 +201,16 @@ void for_each_task(int64_t heads, int64_t n, const Body& body) {
   });
 }
 
+// `head_stride`: queries' stride between heads, which exceeds steps·n·d when the queries are a
+// range of the stored steps (per-step maps read it in place, without a copy).
 struct Shape {
-  int64_t heads, steps, n, d, tokens;
+  int64_t heads, steps, n, d, tokens, head_stride;
   Shape(const torch::Tensor& queries, const torch::Tensor& keys)
-      : heads(queries.size(0)), steps(queries.size(1)), n(queries.size(2)), d(queries.size(3)), tokens(keys.size(1)) {}
+      : heads(queries.size(0)), steps(queries.size(1)), n(queries.size(2)), d(queries.size(3)), tokens(keys.size(1)),
+        head_stride(queries.stride(0)) {}
 };
 
-// queries [heads, steps, n, d], keys [heads, T, d], both contiguous → [heads, T, n].
+// queries [heads, steps, n, d] (steps, pixels and channels dense), keys [heads, T, d] contiguous → [heads, T, n].
 torch::Tensor fused_forward(const torch::Tensor& queries, const torch::Tensor& keys) {
   const Shape x(queries, keys);
   auto out = torch::zeros({x.heads, x.tokens, x.n}, keys.options());
@@ -216,7 +219,7 @@ torch::Tensor fused_forward(const torch::Tensor& queries, const torch::Tensor& k
   for_each_task(x.heads, x.n, [&](int64_t, int64_t h, int64_t p0, int64_t p1) {
     for (int64_t s = 0; s < x.steps; ++s)
       for (int64_t p = p0; p < p1; p += 8)
-        forward_eight(q + ((h * x.steps + s) * x.n + p) * x.d, std::min<int64_t>(8, p1 - p), k + h * x.tokens * x.d,
+        forward_eight(q + h * x.head_stride + (s * x.n + p) * x.d, std::min<int64_t>(8, p1 - p), k + h * x.tokens * x.d,
                       x.d, x.tokens, o + h * x.tokens * x.n + p, x.n);
   });
   return out;
@@ -232,7 +235,7 @@ torch::Tensor fused_backward(const torch::Tensor& queries, const torch::Tensor& 
   for_each_task(x.heads, x.n, [&](int64_t task, int64_t h, int64_t p0, int64_t p1) {
     for (int64_t s = 0; s < x.steps; ++s)
       for (int64_t p = p0; p < p1; p += 8)
-        backward_eight(q + ((h * x.steps + s) * x.n + p) * x.d, std::min<int64_t>(8, p1 - p), k + h * x.tokens * x.d,
+        backward_eight(q + h * x.head_stride + (s * x.n + p) * x.d, std::min<int64_t>(8, p1 - p), k + h * x.tokens * x.d,
                        x.d, x.tokens, g + h * x.tokens * x.n + p, x.n, acc + task * x.tokens * x.d * 8);
   });
   return partial.sum({1, 4});
@@ -267,10 +270,11 @@ torch::Tensor summed_softmax_scores(const torch::Tensor& queries, const torch::T
                        keys.scalar_type() == torch::kFloat32 && tokens >= 1 && tokens <= kMaxTokens &&
                        d <= kMaxHeadDim && fused_softmax_available();
   if (!fusable) {
-    auto scores = torch::matmul(queries.view({heads, -1, d}).to(keys.scalar_type()), keys.transpose(1, 2));
+    auto scores = torch::matmul(queries.reshape({heads, -1, d}).to(keys.scalar_type()), keys.transpose(1, 2));
     return torch::softmax(scores, -1).view({heads, steps, n, tokens}).sum(1);
   }
-  return FusedSoftmaxScores::apply(queries.contiguous(), keys.contiguous()).transpose(1, 2);
+  const bool dense_steps = queries.stride(3) == 1 && queries.stride(2) == d && queries.stride(1) == n * d;
+  return FusedSoftmaxScores::apply(dense_steps ? queries : queries.contiguous(), keys.contiguous()).transpose(1, 2);
 }
 
 }  // namespace ovam

@@ -31,6 +31,10 @@ void save_generation(const std::string& path, const Generation& g, const std::st
                      {"streaming", capture.streaming},
                      {"steps", g.store->total_steps()}};
   std::vector<std::pair<std::string, torch::Tensor>> tensors{{"image", g.image}, {"latents", g.latents}};
+  if (g.options.init_image.defined()) {
+    meta["strength"] = g.options.strength;
+    tensors.emplace_back("init_image", g.options.init_image);
+  }
   Json blocks = Json::array();
   for (const auto& b : g.store->blocks()) {
     blocks.push_back({{"name", b.name}, {"heads", b.heads}, {"head_dim", b.head_dim}, {"height", b.height},
@@ -67,6 +71,10 @@ Generation load_generation(const std::string& path, StableDiffusion& pipeline, s
     capture.branch = c.at("branch").get<std::string>();
     capture.streaming = c.at("streaming").get<bool>();
     g.options.capture = capture;
+    if (meta.contains("strength")) {
+      g.options.strength = meta["strength"].get<double>();
+      g.options.init_image = file->tensor("init_image").clone();
+    }
     g.image = file->tensor("image").clone();
     g.latents = file->tensor("latents").clone();
 

@@ -4,6 +4,7 @@
 #include <random>
 #include <thread>
 
+#include "pipelines/stable_diffusion_img2img.h"
 #include "schedulers/scheduler.h"
 #include "util/errors.h"
 
@@ -121,42 +122,61 @@ torch::Tensor StableDiffusion::encode_tokens(const std::vector<int64_t>& ids) {
 Generation StableDiffusion::generate(const GenerateOptions& options, const Progress& progress) {
   torch::NoGradGuard no_grad;
   const int64_t factor = vae_scale_factor();
-  const int64_t height = options.height > 0 ? options.height : unet->config().sample_size * factor;
-  const int64_t width = options.width > 0 ? options.width : unet->config().sample_size * factor;
+  const bool img2img = options.init_image.defined();
+  if (img2img) img2img::check_image(options.init_image);
+  const int64_t default_side = unet->config().sample_size * factor;
+  const int64_t height = options.height > 0 ? options.height : img2img ? options.init_image.size(0) : default_side;
+  const int64_t width = options.width > 0 ? options.width : img2img ? options.init_image.size(1) : default_side;
   if (height % factor || width % factor)
     throw Error(code::kInvalidArgument, "width and height must be multiples of " + std::to_string(factor) + " (got " +
                                             std::to_string(width) + "×" + std::to_string(height) + ")");
   if (options.steps < 1) throw Error(code::kInvalidArgument, "steps must be at least 1");
+  if (img2img && (options.init_image.size(0) != height || options.init_image.size(1) != width))
+    throw Error(code::kInvalidArgument, "the init image is " + std::to_string(options.init_image.size(1)) + "×" +
+                                            std::to_string(options.init_image.size(0)) + " but the output is " +
+                                            std::to_string(width) + "×" + std::to_string(height));
+  if (img2img && options.latents.defined())
+    throw Error(code::kInvalidArgument, "img2img draws its noise from the seed; latents are not accepted with an init image");
 
   auto scheduler = make_scheduler(options.scheduler.empty() ? scheduler_class : options.scheduler, *scheduler_config);
   scheduler->set_timesteps(options.steps);
   const auto& timesteps = scheduler->timesteps();
+  const size_t first = img2img ? img2img::first_step(options.steps, options.strength, timesteps.size()) : 0;
+  scheduler->begin_at(first);
 
   const bool guided = options.guidance_scale > 1.0;  // diffusers skips CFG at scale ≤ 1
   auto cond = encode_prompt(options.prompt);
   auto context = guided ? torch::cat({encode_prompt(options.negative_prompt), cond}) : cond;
 
   const std::vector<int64_t> shape{1, unet->config().in_channels, height / factor, width / factor};
-  torch::Tensor noise;
-  if (options.latents.defined()) {
-    if (options.latents.sizes().vec() != shape)
-      throw Error(code::kInvalidArgument, "latents must have shape [1, " + std::to_string(shape[1]) + ", " +
-                                              std::to_string(shape[2]) + ", " + std::to_string(shape[3]) + "]");
-    noise = options.latents.to(torch::kFloat32);
+  // torch.Generator().manual_seed(seed) on the CPU, as diffusers draws from it.
+  auto generator = at::detail::createCPUGenerator(options.seed.value_or(std::random_device{}()));
+  torch::Tensor latents;
+  if (img2img) {
+    latents = img2img::prepare_latents(*vae, options.init_image, *scheduler, first, generator, device);
   } else {
-    // torch.Generator().manual_seed(seed) on the CPU, as diffusers draws it.
-    auto generator = at::detail::createCPUGenerator(options.seed.value_or(std::random_device{}()));
-    noise = torch::randn(shape, generator, torch::kFloat32);
+    torch::Tensor noise;
+    if (options.latents.defined()) {
+      if (options.latents.sizes().vec() != shape)
+        throw Error(code::kInvalidArgument, "latents must have shape [1, " + std::to_string(shape[1]) + ", " +
+                                                std::to_string(shape[2]) + ", " + std::to_string(shape[3]) + "]");
+      noise = options.latents.to(torch::kFloat32);
+    } else {
+      noise = torch::randn(shape, generator, torch::kFloat32);
+    }
+    latents = (noise * scheduler->init_noise_sigma()).to(device, torch::kFloat32);
   }
-  auto latents = (noise * scheduler->init_noise_sigma()).to(device, torch::kFloat32);
+  auto start_latents = latents.to(torch::kCPU);
 
-  auto store = std::make_shared<AttentionStore>(options.capture, static_cast<int64_t>(timesteps.size()));
-  const int64_t total = static_cast<int64_t>(timesteps.size());
-  for (int64_t i = 0; i < total; ++i) {
-    if (progress.cancel && progress.cancel->load()) throw Error(code::kAborted, "generation aborted at step " + std::to_string(i));
+  const std::vector<double> run(timesteps.begin() + static_cast<std::ptrdiff_t>(first), timesteps.end());
+  const auto total = static_cast<int64_t>(run.size());
+  auto store = std::make_shared<AttentionStore>(options.capture, total);
+  for (int64_t k = 0; k < total; ++k) {
+    const size_t i = first + static_cast<size_t>(k);
+    if (progress.cancel && progress.cancel->load()) throw Error(code::kAborted, "generation aborted at step " + std::to_string(k));
     auto input = guided ? torch::cat({latents, latents}) : latents;
     input = scheduler->scale_model_input(input, i);
-    store->begin_step(i, guided ? 2 : 1);
+    store->begin_step(k, guided ? 2 : 1);
     auto t = torch::tensor(timesteps[i], torch::kFloat32).to(device);
     auto eps = unet->forward(input.to(dtype), t, context, options.capture.enabled ? store.get() : nullptr).to(torch::kFloat32);
     if (guided) {
@@ -164,7 +184,7 @@ Generation StableDiffusion::generate(const GenerateOptions& options, const Progr
       eps = parts[0] + options.guidance_scale * (parts[1] - parts[0]);
     }
     latents = scheduler->step(eps, i, latents);
-    if (progress.on_step) progress.on_step(i + 1, total);
+    if (progress.on_step) progress.on_step(k + 1, total);
   }
   store->finish();
 
@@ -173,10 +193,11 @@ Generation StableDiffusion::generate(const GenerateOptions& options, const Progr
   g.options.width = width;
   g.options.height = height;
   g.latents = latents.to(torch::kCPU);
+  g.start_latents = start_latents;
   auto decoded = vae->decode((latents / vae->config().scaling_factor).to(vae->parameters()[0].scalar_type()));
   g.image = (decoded.to(torch::kFloat32) / 2 + 0.5).clamp(0, 1)[0].permute({1, 2, 0}).contiguous().to(torch::kCPU);
   g.store = store;
-  g.timesteps = timesteps;
+  g.timesteps = run;
   return g;
 }
 

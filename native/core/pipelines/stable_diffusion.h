@@ -34,14 +34,19 @@ struct GenerateOptions {
   torch::Tensor latents;          // or the noise itself [1, 4, h, w] (before init_noise_sigma)
   std::string scheduler;          // empty = the model folder's
   CaptureOptions capture;
+  // img2img (pipelines/stable_diffusion_img2img.h): the picture to start from, RGB uint8
+  // [height, width, 3] (its size is the output's), and how much of the schedule runs over it.
+  torch::Tensor init_image;
+  double strength = 0.8;
 };
 
 struct Generation {
   GenerateOptions options;
   torch::Tensor latents;      // final latents [1, 4, h, w] (float32, CPU)
+  torch::Tensor start_latents;  // what the loop began from: scaled noise, or the noised picture (CPU)
   torch::Tensor image;        // [H, W, 3] float32 in [0, 1] (CPU)
   std::shared_ptr<AttentionStore> store;
-  std::vector<double> timesteps;
+  std::vector<double> timesteps;  // the timesteps run (img2img: the tail of the schedule)
 };
 
 // Progress and cancellation: called after each step; the flag is polled between steps and blocks.

@@ -79,7 +79,7 @@ class DpmSolver : public DiffusersScheduler {
       if (seen.insert(v).second) timesteps_.push_back(v);
     model_outputs_.assign(size_t(order_), torch::Tensor());
     lower_order_nums_ = 0;
-    steps_done_ = 0;
+    steps_done_ = first_step_ = 0;
   }
 
   double init_noise_sigma() const override { return 1.0; }

@@ -24,9 +24,12 @@ class Lms : public SigmaScheduler {
     const float sigma = sigmas_[i];
     derivatives_.push_back((sample - denoised(model_output, sample, sigma)) / sigma);
     if (derivatives_.size() > kOrder) derivatives_.pop_front();
+    // The order goes by the index, the sum by the history: a run begun mid-schedule (img2img)
+    // uses the first coefficients of the full order until it has that many derivatives, as
+    // diffusers' zip of coefficients and derivatives does.
     const size_t order = std::min(i + 1, kOrder);
     torch::Tensor update;
-    for (size_t k = 0; k < order; ++k) {
+    for (size_t k = 0; k < std::min(order, derivatives_.size()); ++k) {
       auto term = derivatives_[derivatives_.size() - 1 - k] * coefficient(order, i, k);
       update = k == 0 ? term : update + term;
     }

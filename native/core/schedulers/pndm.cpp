@@ -45,7 +45,7 @@ class Pndm : public DiffusersScheduler {
     ets_.clear();
     cur_model_output_ = torch::Tensor();
     cur_sample_ = torch::Tensor();
-    steps_done_ = 0;
+    steps_done_ = first_step_ = 0;
   }
 
   double init_noise_sigma() const override { return 1.0; }
@@ -53,17 +53,21 @@ class Pndm : public DiffusersScheduler {
 
   torch::Tensor step(const torch::Tensor& model_output, size_t index, const torch::Tensor& sample) override {
     const size_t i = begin_step(index);
-    auto prev_sample = !skip_prk_steps_ && i < prk_steps_ ? step_prk(model_output, i, sample) : step_plms(model_output, i, sample);
+    // diffusers' counter: steps since this run began, which is not the index when img2img starts
+    // mid-schedule; the branches below go by it, the timestep by the index.
+    const size_t counter = i - first_step_;
+    auto prev_sample = !skip_prk_steps_ && counter < prk_steps_ ? step_prk(model_output, i, counter, sample)
+                                                                 : step_plms(model_output, i, counter, sample);
     ++steps_done_;
     return prev_sample;
   }
 
  private:
-  torch::Tensor step_prk(const torch::Tensor& model_output, size_t i, const torch::Tensor& sample) {
-    const int64_t prev = static_cast<int64_t>(timesteps_[i]) - (i % 2 ? 0 : step_ratio_ / 2);
-    const auto t = static_cast<int64_t>(timesteps_[i / 4 * 4]);
+  torch::Tensor step_prk(const torch::Tensor& model_output, size_t i, size_t counter, const torch::Tensor& sample) {
+    const int64_t prev = static_cast<int64_t>(timesteps_[i]) - (counter % 2 ? 0 : step_ratio_ / 2);
+    const auto t = static_cast<int64_t>(timesteps_[counter / 4 * 4]);
     torch::Tensor eps = model_output;
-    switch (i % 4) {
+    switch (counter % 4) {
       case 0:
         cur_model_output_ = model_output * (1.0 / 6);
         ets_.push_back(model_output);
@@ -80,10 +84,10 @@ class Pndm : public DiffusersScheduler {
     return prev_sample(cur_sample_.defined() ? cur_sample_ : sample, t, prev, eps);
   }
 
-  torch::Tensor step_plms(const torch::Tensor& model_output, size_t i, const torch::Tensor& sample) {
+  torch::Tensor step_plms(const torch::Tensor& model_output, size_t i, size_t counter, const torch::Tensor& sample) {
     auto t = static_cast<int64_t>(timesteps_[i]);
     int64_t prev = t - step_ratio_;
-    if (i != 1) {
+    if (counter != 1) {
       if (ets_.size() > 3) ets_.erase(ets_.begin(), ets_.end() - 3);
       ets_.push_back(model_output);
     } else {
@@ -94,10 +98,10 @@ class Pndm : public DiffusersScheduler {
     const size_t n = ets_.size();
     auto e = [&](size_t back) { return ets_[n - back]; };
     torch::Tensor eps, x = sample;
-    if (n == 1 && i == 0) {
+    if (n == 1 && counter == 0) {
       eps = model_output;
       cur_sample_ = sample;
-    } else if (n == 1 && i == 1) {
+    } else if (n == 1 && counter == 1) {
       eps = (model_output + e(1)) / 2;
       x = cur_sample_;
       cur_sample_ = torch::Tensor();

@@ -130,6 +130,20 @@ size_t DiffusersScheduler::begin_step(size_t index) const {
   return index;
 }
 
+torch::Tensor DiffusersScheduler::add_noise(const torch::Tensor& original, const torch::Tensor& noise, size_t index) const {
+  check_index(index);
+  // float32 scalars, as diffusers indexes its float32 alphas_cumprod tensor.
+  const float alpha = alpha_cumprod(static_cast<int64_t>(timesteps_[index]));
+  return original * std::sqrt(alpha) + noise * std::sqrt(1.f - alpha);
+}
+
+void DiffusersScheduler::begin_at(size_t index) {
+  check_index(index);
+  if (steps_done_ != first_step_)
+    throw Error(code::kInvalidArgument, "a scheduler run can only be moved before its first step");
+  steps_done_ = first_step_ = index;
+}
+
 size_t DiffusersScheduler::train_index(int64_t t) const {
   if (t < 0 || t >= train_steps_)
     throw Error(code::kInvalidArgument, "timestep " + std::to_string(t) + " is outside the " +
@@ -207,7 +221,7 @@ void SigmaScheduler::set_timesteps(int64_t steps) {
   sigmas_.assign(sigmas.begin(), sigmas.end());
   sigmas_.push_back(0.f);
   timesteps_ = std::move(t);
-  steps_done_ = 0;
+  steps_done_ = first_step_ = 0;
 }
 
 double SigmaScheduler::init_noise_sigma() const {
@@ -220,6 +234,11 @@ torch::Tensor SigmaScheduler::scale_model_input(const torch::Tensor& sample, siz
   check_index(index);
   const float sigma = sigmas_[index];
   return sample / std::sqrt(sigma * sigma + 1.f);
+}
+
+torch::Tensor SigmaScheduler::add_noise(const torch::Tensor& original, const torch::Tensor& noise, size_t index) const {
+  check_index(index);
+  return original + noise * sigmas_[index];
 }
 
 torch::Tensor SigmaScheduler::denoised(const torch::Tensor& model_output, const torch::Tensor& sample, float sigma) const {

@@ -24,6 +24,14 @@ class Scheduler {
   // Both take the index into timesteps(), called in order 0, 1, 2, …
   virtual torch::Tensor scale_model_input(const torch::Tensor& sample, size_t index) = 0;
   virtual torch::Tensor step(const torch::Tensor& model_output, size_t index, const torch::Tensor& sample) = 0;
+
+  // img2img (diffusers' StableDiffusionImg2ImgPipeline): `original` noised to the level of
+  // timesteps()[index], as each scheduler's add_noise does.
+  virtual torch::Tensor add_noise(const torch::Tensor& original, const torch::Tensor& noise, size_t index) const = 0;
+  // Runs this schedule from timesteps()[index] on (after set_timesteps, before the first step).
+  // diffusers slices the timesteps and keeps each scheduler's own state rules: the state is a fresh
+  // one's (PNDM's counter starts at 0, LMS's and DPM-Solver's histories are empty).
+  virtual void begin_at(size_t index) = 0;
 };
 
 // class_name as in scheduler_config.json's "_class_name" (or the names PNDM, DDIM, Euler, DPMSolver, LMS);
@@ -42,6 +50,9 @@ enum class Prediction { kEpsilon, kSample, kVPrediction };
 class DiffusersScheduler : public Scheduler {
  public:
   const std::vector<double>& timesteps() const override { return timesteps_; }
+  // DDPM's forward process sqrt(ᾱ_t)·x + sqrt(1 − ᾱ_t)·noise (PNDM, DDIM, DPM-Solver in 0.20.2).
+  torch::Tensor add_noise(const torch::Tensor& original, const torch::Tensor& noise, size_t index) const override;
+  void begin_at(size_t index) override;
 
  protected:
   // `predictions` are the prediction_type values this scheduler implements.
@@ -70,6 +81,7 @@ class DiffusersScheduler : public Scheduler {
   Prediction prediction_;
   std::vector<double> timesteps_;
   size_t steps_done_ = 0;
+  size_t first_step_ = 0;  // where this run began (begin_at); set_timesteps resets it to 0
 };
 
 // Euler and LMS: the k-diffusion parameterisation, sigma = sqrt((1 − ᾱ) / ᾱ) interpolated at the
@@ -79,6 +91,8 @@ class SigmaScheduler : public DiffusersScheduler {
   void set_timesteps(int64_t steps) override;
   double init_noise_sigma() const override;
   torch::Tensor scale_model_input(const torch::Tensor& sample, size_t index) override;
+  // original + noise · sigma at the index (Euler, LMS).
+  torch::Tensor add_noise(const torch::Tensor& original, const torch::Tensor& noise, size_t index) const override;
 
  protected:
   // Euler keeps its timesteps in float32, LMS in float64.
