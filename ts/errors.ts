@@ -14,6 +14,7 @@ export type ErrorCode =
   | "ERR_OVAM_WEIGHTS"
   | "ERR_OVAM_NOT_FOUND"
   | "ERR_OVAM_IO"
+  | "ERR_OVAM_IMAGE"
   | "ERR_OVAM_TOKENIZER"
   | "ERR_OVAM_DEVICE"
   | "ERR_OVAM_WORD_NOT_FOUND"
@@ -117,6 +118,13 @@ export class NotFoundError extends ModelLoadError {
 export class IOError extends OvamError {
   constructor(message: string, options?: { cause?: unknown }) {
     super("ERR_OVAM_IO", message, options);
+  }
+}
+
+/** A picture that cannot be used: not an image the decoder reads, or more pixels than accepted. */
+export class ImageError extends OvamError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super("ERR_OVAM_IMAGE", message, options);
   }
 }
 

@@ -18,8 +18,10 @@ import {
   type ResolvedGenerateOptions,
   type Tensor,
 } from "./options";
+import { readPicture, resizePicture } from "./photo";
 import { encodeRGB } from "./png";
 import { nativePipeline, release, track, type Pipeline } from "./pipeline";
+import type { RGBImage } from "./render";
 
 /** What an image was generated with, defaults filled in. */
 export interface GenerationSettings {
@@ -33,6 +35,8 @@ export interface GenerationSettings {
   seed?: number;
   scheduler: string;
   capture: Required<CaptureOptions> | false;
+  /** img2img: the strength; the file also holds the picture it started from. Absent for text-to-image. */
+  strength?: number;
 }
 
 /** One cross-attention layer whose queries were stored. */
@@ -61,6 +65,7 @@ const fileMetadataSchema = z.object({
     height: z.number(),
     seed: z.number().optional(),
     scheduler: z.string(),
+    strength: z.number().optional(),
     capture: z.union([
       z.literal(false),
       z.object({
@@ -160,7 +165,12 @@ export async function generate(sd: Pipeline, options: GenerateOptions): Promise<
   const where = "generate()";
   const handle = nativePipeline(sd, where);
   const o = parse(where, generateSchema, options);
-  const settings = resolveSettings(sd, o, where);
+  if (o.image !== undefined) checkImg2Img(o, where);
+  else if (o.strength !== undefined) throw invalidOption(where, "strength", o.strength, "no strength without an image (strength is img2img's)");
+  const given = o.image === undefined ? undefined : await readPicture(o.image, where, "image");
+  const settings = resolveSettings(sd, o, where, given);
+  // diffusers resizes the picture to the requested size (Lanczos).
+  const picture = given && (await resizePicture(given, settings.width, settings.height));
   const request: NativeGenerateOptions = {
     prompt: settings.prompt,
     negativePrompt: settings.negativePrompt,
@@ -172,19 +182,23 @@ export async function generate(sd: Pipeline, options: GenerateOptions): Promise<
     latents: o.latents,
     scheduler: o.scheduler ?? "",
     capture: o.capture === false ? { ...captureDefaults, enabled: false } : { ...o.capture, enabled: true },
+    ...(picture ? { image: { data: picture.pixels, shape: [picture.height, picture.width, 3] }, strength: settings.strength } : {}),
   };
   const generation = await runJob(where, (progress) => handle.generate(request, progress), o.onStep, o.signal);
   return new GeneratedImage(generation, sd, settings);
 }
 
-// Size from the options, else from the latents, else the model's; a seed unless latents are given.
-function resolveSettings(sd: Pipeline, o: ResolvedGenerateOptions, where: string): GenerationSettings {
+// Size from the options, else from the latents or the picture (rounded down to the VAE factor, as
+// diffusers' VaeImageProcessor does), else the model's; a seed unless latents are given.
+function resolveSettings(sd: Pipeline, o: ResolvedGenerateOptions, where: string, picture: RGBImage | undefined): GenerationSettings {
   const factor = sd.vaeScaleFactor;
   const latents = o.latents;
+  const down = (side: number) => Math.min(MAX_SIZE - (MAX_SIZE % factor), Math.max(factor, side - (side % factor)));
+  const fromPicture = picture && [down(picture.height), down(picture.width)];
   const latentShape = (h: number | string, w: number | string) => `[1, channels, ${h}, ${w}]`;
   if (latents && latents.shape.length !== 4) throw invalidOption(where, "latents.shape", latents.shape, latentShape(`height / ${factor}`, `width / ${factor}`));
-  const height = o.height ?? (latents ? latents.shape[2] * factor : sd.defaultSize[0]);
-  const width = o.width ?? (latents ? latents.shape[3] * factor : sd.defaultSize[1]);
+  const height = o.height ?? fromPicture?.[0] ?? (latents ? latents.shape[2] * factor : sd.defaultSize[0]);
+  const width = o.width ?? fromPicture?.[1] ?? (latents ? latents.shape[3] * factor : sd.defaultSize[1]);
   for (const [option, value] of [["width", width], ["height", height]] as const)
     if (value % factor !== 0 || value < 1 || value > MAX_SIZE)
       throw invalidOption(where, option, value, `a positive multiple of the VAE factor (${factor}) up to ${MAX_SIZE}`);
@@ -202,7 +216,19 @@ function resolveSettings(sd: Pipeline, o: ResolvedGenerateOptions, where: string
     ...(latents ? {} : { seed: o.seed ?? randomInt(2 ** 47) }),
     scheduler: o.scheduler ?? sd.defaultScheduler,
     capture: o.capture,
+    ...(o.image === undefined ? {} : { strength: o.strength ?? DEFAULT_STRENGTH }),
   };
+}
+
+const DEFAULT_STRENGTH = 0.8; // diffusers' StableDiffusionImg2ImgPipeline default
+
+// img2img's own rules: noise from the seed (no latents), and at least one step after the strength
+// cuts the schedule (diffusers' get_timesteps keeps int(steps × strength) of them).
+function checkImg2Img(o: ResolvedGenerateOptions, where: string): void {
+  if (o.latents) throw invalidOption(where, "latents", o.latents, "no latents with an image (img2img draws its noise from the seed)");
+  const strength = o.strength ?? DEFAULT_STRENGTH;
+  if (Math.trunc(o.steps * strength) < 1)
+    throw invalidOption(where, "strength", strength, `a strength with at least one step to run: int(steps × strength) ≥ 1 (steps is ${o.steps}; raise steps or strength)`);
 }
 
 /** What a generation file says of itself, read from its header alone (no tensors are loaded). */

@@ -8,7 +8,9 @@ import { native } from "./native";
 
 export { bundledModelDir, load, Pipeline, type Tokenized } from "./pipeline";
 export { GeneratedImage, generate, loadGeneration, readGenerationInfo, type AttentionBlock, type GenerationInfo, type GenerationSettings } from "./image";
-export { attribute, AttributionMaps } from "./maps";
+export { attribute, AttributionMaps, PerBlockMaps } from "./maps";
+export { segment, type Segmentation } from "./segment";
+export type { RGBInput } from "./photo";
 export { loadToken, OptimizedToken, optimizeToken, type OptimizedTokenFields } from "./token";
 export { decodePNG, encodeGray16, encodeGray8, encodeRGB, type DecodedPNG } from "./png";
 export type {
@@ -21,6 +23,7 @@ export type {
   Map2D,
   MaskOptions,
   OptimizeOptions,
+  SegmentOptions,
   SchedulerName,
   Target,
   Tensor,
@@ -32,6 +35,7 @@ export {
   ConfigError,
   DeviceError,
   DisposedError,
+  ImageError,
   InternalError,
   InvalidArgumentError,
   InvalidOptionError,

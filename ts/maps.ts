@@ -2,7 +2,7 @@
 // image, with per-word maps and masks.
 import { AmbiguousWordError, awaitNative, callNative, InternalError, WordNotFoundError } from "./errors";
 import { attentionOf, type GeneratedImage } from "./image";
-import type { NativeAttributeOptions, NativeTensor } from "./native";
+import type { NativeAttributeOptions, NativeTensor, NativeText } from "./native";
 import {
   attributeSchema,
   invalidOption,
@@ -103,6 +103,46 @@ export class AttributionMaps {
   }
 }
 
+/** Per-block maps (attribute() with perBlock): one set of token maps per selected attention block. */
+export class PerBlockMaps {
+  /** The blocks, in the order of the maps (stored names, e.g. "up_blocks.1.attentions.0.transformer_blocks.0.attn2"). */
+  readonly blocks: readonly string[];
+  readonly tokens: readonly string[];
+  readonly ids: readonly number[];
+  /** [blocks, tokens, height, width]. */
+  readonly shape: readonly [number, number, number, number];
+  /** All maps, row-major in `shape`. */
+  readonly data: Float32Array;
+  readonly height: number;
+  readonly width: number;
+  readonly #locate: Locate;
+
+  /** @internal Maps come from attribute(). */
+  constructor(maps: NativeTensor, blocks: readonly string[], tokens: readonly string[], ids: readonly number[], locate: Locate) {
+    const [count, tokenCount, height, width] = maps.shape;
+    if (maps.shape.length !== 4 || count !== blocks.length || tokenCount !== tokens.length)
+      throw new InternalError(`attribute(): per-block maps of shape [${maps.shape}] for ${blocks.length} blocks and ${tokens.length} tokens`);
+    this.blocks = blocks;
+    this.tokens = tokens;
+    this.ids = ids;
+    this.shape = [count, tokenCount, height, width];
+    this.data = maps.data as Float32Array;
+    this.height = height;
+    this.width = width;
+    this.#locate = locate;
+  }
+
+  /** The maps of one block (by index or stored name), with word() and mask() as for the summed maps (a view, no copy). */
+  block(which: number | string): AttributionMaps {
+    const index = typeof which === "string" ? this.blocks.indexOf(which) : which;
+    if (!Number.isInteger(index) || index < 0 || index >= this.blocks.length)
+      throw invalidOption("maps.block()", "block", which, `an index from 0 to ${this.blocks.length - 1} or one of ${this.blocks.join(", ")}`);
+    const size = this.tokens.length * this.height * this.width;
+    const data = this.data.subarray(index * size, (index + 1) * size);
+    return new AttributionMaps({ data, shape: [this.tokens.length, this.height, this.width] }, this.tokens, this.ids, this.#locate);
+  }
+}
+
 // (v − min) / (max − min); a constant map normalises to zeros.
 export function minMax(data: Float32Array): Float32Array {
   let min = Infinity;
@@ -117,25 +157,54 @@ export function minMax(data: Float32Array): Float32Array {
 
 /**
  * Attribution maps of `text` (any text: it need not be in the prompt) or of an optimised token
- * over the image's captured attention, one map per token.
+ * over the image's captured attention, one map per token; with perBlock, one set per block.
  */
-export async function attribute(image: GeneratedImage, text: string | OptimizedToken, options?: AttributeOptions): Promise<AttributionMaps> {
+export async function attribute(image: GeneratedImage, text: string | OptimizedToken, options: AttributeOptions & { perBlock: true }): Promise<PerBlockMaps>;
+export async function attribute(image: GeneratedImage, text: string | OptimizedToken, options?: AttributeOptions & { perBlock?: false }): Promise<AttributionMaps>;
+export async function attribute(image: GeneratedImage, text: string | OptimizedToken, options?: AttributeOptions): Promise<AttributionMaps | PerBlockMaps>;
+export async function attribute(image: GeneratedImage, text: string | OptimizedToken, options?: AttributeOptions): Promise<AttributionMaps | PerBlockMaps> {
   const where = "attribute()";
-  const { size, ...o } = parse(where, attributeSchema, options ?? {});
+  const { size, blocks, steps, ...o } = parse(where, attributeSchema, options ?? {});
   const { generation, pipeline } = attentionOf(image, where, "image", { option: "mode", value: o.mode });
-  const request: NativeAttributeOptions = { ...o, size: size === "image" ? [image.height, image.width] : size === "latent" ? null : size };
+  const chosen = blocks === undefined ? undefined : selectBlocks(image, blocks, where);
+  const request: NativeAttributeOptions = {
+    ...o,
+    size: size === "image" ? [image.height, image.width] : size === "latent" ? null : size,
+    ...(chosen ? { blocks: chosen } : {}),
+    ...(steps ? { steps } : {}),
+  };
   const { pipeline: owner } = image;
+  let tokens: readonly string[], ids: readonly number[], locate: Locate, input: NativeText;
   if (text instanceof OptimizedToken) {
-    const embeddings = tokenEmbedding(text, pipeline.contextDim, where, "token");
-    const [bos] = callNative(() => pipeline.tokenize("")).tokens;
-    const result = await awaitNative(generation.attribute({ embeddings }, request));
-    return new AttributionMaps(result.maps, [bos, text.text], [], (_, word) => (word === text.text ? [[1]] : []));
+    input = { embeddings: tokenEmbedding(text, pipeline.contextDim, where, "token") };
+    tokens = [callNative(() => pipeline.tokenize("")).tokens[0], text.text];
+    ids = [];
+    locate = (_, word) => (word === text.text ? [[1]] : []);
+  } else {
+    if (typeof text !== "string") throw invalidOption(where, "text", text, "a string or an OptimizedToken");
+    ({ tokens, ids } = callNative(() => pipeline.tokenize(text)));
+    if (ids.length <= 2) throw invalidOption(where, "text", text, "a text with at least one token");
+    const textIds = ids;
+    input = { text };
+    locate = (at, word) => locateWord(at, owner, word, textIds);
   }
-  if (typeof text !== "string") throw invalidOption(where, "text", text, "a string or an OptimizedToken");
-  const { tokens, ids } = callNative(() => pipeline.tokenize(text));
-  if (ids.length <= 2) throw invalidOption(where, "text", text, "a text with at least one token");
-  const result = await awaitNative(generation.attribute({ text }, request));
-  return new AttributionMaps(result.maps, tokens, ids, (at, word) => locateWord(at, owner, word, ids));
+  const result = await awaitNative(generation.attribute(input, request));
+  if (o.perBlock) return new PerBlockMaps(result.maps, chosen ?? image.blocks.map((b) => b.name), tokens, ids, locate);
+  return new AttributionMaps(result.maps, tokens, ids, locate);
+}
+
+// Block names from names and resolutions (a block grid's longer side), in the store's order.
+function selectBlocks(image: GeneratedImage, wanted: readonly (string | number)[], where: string): string[] {
+  const side = (b: { height: number; width: number }) => Math.max(b.height, b.width);
+  const stored = image.blocks;
+  for (const w of wanted) {
+    const found = typeof w === "number" ? stored.some((b) => side(b) === w) : stored.some((b) => b.name === w);
+    if (!found) {
+      const sides = [...new Set(stored.map(side))].sort((a, b) => a - b);
+      throw invalidOption(where, "blocks", w, `a stored block name (${stored.map((b) => b.name).join(", ")}) or resolution (${sides.join(", ")})`);
+    }
+  }
+  return stored.filter((b) => wanted.includes(b.name) || wanted.includes(side(b))).map((b) => b.name);
 }
 
 // A word's tokens as the pipeline's tokenizer splits it, found in the attributed text's ids.

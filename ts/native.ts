@@ -33,6 +33,8 @@ export interface NativeGenerateOptions {
   latents?: NativeTensor; // [1, 4, h/8, w/8]
   scheduler: string; // "" = model folder's
   capture: NativeCaptureOptions;
+  image?: NativeTensor; // img2img: uint8 [height, width, 3] of the output size
+  strength?: number; // img2img: (0, 1]
 }
 
 // Per-step progress; returning nothing. Abort: call cancel() on the handle returned by start.
@@ -46,6 +48,9 @@ export interface NativeAttributeOptions {
   mapAggregation: "sum" | "mean";
   mapActivation: "none" | "relu" | "sigmoid" | "tanh" | "sigmoid+relu" | "clamp";
   size: [number, number] | null; // null = the largest block (latent) size
+  blocks?: string[]; // stored block names; absent = all
+  steps?: [number, number]; // stored evaluations [first, end)
+  perBlock?: boolean; // maps [blocks, T, H, W]
 }
 
 // A text to attribute: a string (tokenised, encoded in 77-token windows) or raw embeddings [T, D].
@@ -101,6 +106,7 @@ export interface NativeGeneration {
   readonly pixels: Uint8Array; // RGB row-major
   readonly image: NativeTensor; // [H, W, 3] float in [0, 1]
   readonly latents: NativeTensor;
+  readonly startLatents?: NativeTensor; // what the denoising loop began from (absent when loaded from a file)
   readonly attentionBytes: number;
   readonly blocks: { name: string; heads: number; height: number; width: number; steps: number }[];
   readonly userMetadata?: string; // loadGeneration(): the metadata string given to save()

@@ -70,6 +70,13 @@ export interface GenerateOptions {
   scheduler?: SchedulerName;
   /** What attention to keep for attribution; false keeps none. */
   capture?: CaptureOptions | false;
+  /**
+   * img2img: the picture to start from, a file path (JPEG, PNG, WebP…) or RGB bytes. It is resized
+   * to width × height (default: its own size rounded down to multiples of 8).
+   */
+  image?: string | { data: Uint8Array; width: number; height: number };
+  /** img2img: the share of the schedule run over the picture, in (0, 1]; default 0.8. Low keeps the picture, 1 redraws it. */
+  strength?: number;
   onStep?: (step: number, total: number) => void;
   signal?: AbortSignal;
 }
@@ -84,6 +91,15 @@ export interface AttributeOptions {
   mapActivation?: Activation;
   /** Output [height, width], "latent" (the largest attention block's grid) or "image" (default). */
   size?: [number, number] | "latent" | "image";
+  /**
+   * Only these attention blocks: stored names (image.blocks[i].name) or resolutions, the longer
+   * side of a block's grid (e.g. [16, 32]: OVAM's per-resolution ablation). Default: all.
+   */
+  blocks?: (string | number)[];
+  /** Only the stored evaluations [first, end) (0-based, end exclusive); default all. */
+  steps?: [number, number];
+  /** One map per selected block: maps.blocks names them and maps.block(i) gives each block's maps. */
+  perBlock?: boolean;
 }
 
 /** A binary (Uint8Array of 0/1) or soft (Float32Array in [0, 1]) object mask, or [background, object] maps. */
@@ -106,8 +122,30 @@ export interface OptimizeOptions {
   /** Learning-rate decay factor; default 0.7. */
   gamma?: number;
   /** How maps are computed during optimisation (the size is each target's). */
-  attribute?: Omit<AttributeOptions, "size">;
+  attribute?: Omit<AttributeOptions, "size" | "blocks" | "steps" | "perBlock">;
   onEpoch?: (epoch: number, loss: number) => void;
+  signal?: AbortSignal;
+}
+
+export interface SegmentOptions {
+  /** The prompt of the img2img pass; default the words, joined by spaces. */
+  prompt?: string;
+  negativePrompt?: string;
+  /** How much of the schedule runs over the photo, in (0, 1]; default 0.5. Low keeps the photo (the maps describe it), high redraws it. */
+  strength?: number;
+  /** Denoising steps before the strength cuts them; default 50. */
+  steps?: number;
+  guidanceScale?: number;
+  seed?: number;
+  scheduler?: SchedulerName;
+  /** The longer side of the model's input, in pixels; default the model's own resolution (512 for SD 1.5). */
+  side?: number;
+  capture?: CaptureOptions;
+  /** How the maps are read (mode, blocks, steps…); they come at the photo's size. */
+  attribute?: Omit<AttributeOptions, "size" | "perBlock">;
+  /** Masks: pixels of the min-max normalised map above this; default 0.5. */
+  threshold?: number;
+  onStep?: (step: number, total: number) => void;
   signal?: AbortSignal;
 }
 
@@ -159,6 +197,7 @@ export const modelDirSchema = string("a model folder path (a non-empty string)")
   error: "a model folder path (a non-empty string)",
 });
 
+const pictureAccepted = "{ data: Uint8Array (RGB), width, height } with data.length = width × height × 3";
 const tensorAccepted = "{ data: Float32Array, shape: number[] } with data.length the product of shape";
 const tensor = () =>
   z
@@ -208,10 +247,30 @@ export const generateSchema = options({
       error: "false or a capture options object",
     })
     .default(() => ({ ...captureDefaults })),
+  image: z
+    .union(
+      [
+        string("a file path (a non-empty string)").min(1, { error: "a file path (a non-empty string)" }),
+        z.object(
+          {
+            data: instance<Uint8Array>(Uint8Array, pictureAccepted),
+            width: integer(1, Number.MAX_SAFE_INTEGER, pictureAccepted),
+            height: integer(1, Number.MAX_SAFE_INTEGER, pictureAccepted),
+          },
+          { error: pictureAccepted },
+        ),
+      ],
+      { error: `a file path or ${pictureAccepted}` },
+    )
+    .refine((p) => typeof p === "string" || p.data.length === p.width * p.height * 3, { error: pictureAccepted })
+    .optional(),
+  strength: finite("a number in (0, 1]", (v) => v > 0 && v <= 1).optional(),
   onStep: callback<(step: number, total: number) => void>("a function (step, total) => void").optional(),
   signal: abortSignal().optional(),
 });
 
+const blocksAccepted = "stored block names (image.blocks[i].name) or resolutions (a block grid's longer side, e.g. 16)";
+const stepsAccepted = "[first, end]: stored evaluations first … end − 1 (integers, 0 ≤ first < end)";
 const sizeAccepted = `[height, width] (integers from 1 to ${MAX_SIZE}), "latent" or "image"`;
 const attributeShape = {
   mode: oneOf(["softmax", "linear"]).default("softmax"),
@@ -233,6 +292,17 @@ export const attributeSchema = options({
       { error: sizeAccepted },
     )
     .default("image"),
+  blocks: z
+    .array(z.union([string(blocksAccepted).min(1, { error: blocksAccepted }), integer(1, MAX_SIZE, blocksAccepted)], { error: blocksAccepted }), {
+      error: `an array of ${blocksAccepted}`,
+    })
+    .min(1, { error: `a non-empty array of ${blocksAccepted}` })
+    .optional(),
+  steps: z
+    .tuple([integer(0, Number.MAX_SAFE_INTEGER, stepsAccepted), integer(1, Number.MAX_SAFE_INTEGER, stepsAccepted)], { error: stepsAccepted })
+    .refine(([first, end]) => first < end, { error: stepsAccepted })
+    .optional(),
+  perBlock: boolean().default(false),
 });
 
 const planeAccepted = (kind: string) => `{ data: ${kind}, width, height } with data.length = width × height`;
@@ -274,6 +344,23 @@ export const optimizeSchema = options({
   signal: abortSignal().optional(),
 });
 
+const { size: _size, perBlock: _perBlock, ...segmentAttributeShape } = attributeSchema.shape;
+export const segmentSchema = options({
+  prompt: string().optional(),
+  negativePrompt: string().default(""),
+  strength: finite("a number in (0, 1]", (v) => v > 0 && v <= 1).default(0.5),
+  steps: integer(1, MAX_STEPS).default(50),
+  guidanceScale: generateSchema.shape.guidanceScale,
+  seed: generateSchema.shape.seed,
+  scheduler: generateSchema.shape.scheduler,
+  side: integer(8, MAX_SIZE, `an integer from 8 to ${MAX_SIZE}`).optional(),
+  capture: captureSchema.default(() => ({ ...captureDefaults })),
+  attribute: options(segmentAttributeShape).default(() => options(segmentAttributeShape).parse({})),
+  threshold: finite("a number in [0, 1]", (v) => v >= 0 && v <= 1).default(0.5),
+  onStep: generateSchema.shape.onStep,
+  signal: abortSignal().optional(),
+});
+
 export const wordSchema = options({
   occurrence: integer(0, Number.MAX_SAFE_INTEGER, "a non-negative integer").optional(),
 });
@@ -290,6 +377,7 @@ export type ResolvedLoadOptions = z.output<typeof loadSchema>;
 export type ResolvedGenerateOptions = z.output<typeof generateSchema>;
 export type ResolvedAttributeOptions = z.output<typeof attributeSchema>;
 export type ResolvedOptimizeOptions = z.output<typeof optimizeSchema>;
+export type ResolvedSegmentOptions = z.output<typeof segmentSchema>;
 
 // The public interfaces and the schemas must accept the same inputs.
 type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
@@ -298,9 +386,10 @@ const inputsMatch: [
   Same<z.input<typeof generateSchema>, GenerateOptions>,
   Same<z.input<typeof attributeSchema>, AttributeOptions>,
   Same<z.input<typeof optimizeSchema>, OptimizeOptions>,
+  Same<z.input<typeof segmentSchema>, SegmentOptions>,
   Same<z.input<typeof wordSchema>, WordOptions>,
   Same<z.input<typeof maskSchema>, MaskOptions>,
-] = [true, true, true, true, true, true];
+] = [true, true, true, true, true, true, true];
 void inputsMatch;
 
 /** `value` checked and defaulted by `schema`, or an InvalidOptionError naming each bad option. */

@@ -105,8 +105,8 @@ function blit(canvas: RGBImage, image: RGBImage, x: number, y: number): void {
     canvas.pixels.set(image.pixels.subarray(row * image.width * 3, (row + 1) * image.width * 3), ((y + row) * canvas.width + x) * 3);
 }
 
-/** The sheet's geometry for `count` tiles of a width × height image, so callers can tell where each tile lies. */
-export function sheetLayout(width: number, height: number, count: number) {
+/** The sheet's geometry for rows of `count` tiles of a width × height image, so callers can tell where each tile lies. */
+export function sheetLayout(width: number, height: number, count: number, rows = 1) {
   // Small images are enlarged (nearest) to about 256 px so the maps and labels are readable.
   const scale = Math.max(1, Math.floor(256 / Math.max(width, height)));
   const fontScale = 2;
@@ -114,6 +114,7 @@ export function sheetLayout(width: number, height: number, count: number) {
   const labelHeight = GLYPH_HEIGHT * fontScale + margin;
   const tileWidth = width * scale;
   const tileHeight = height * scale;
+  const rowHeight = labelHeight + tileHeight + margin;
   return {
     scale,
     fontScale,
@@ -122,28 +123,41 @@ export function sheetLayout(width: number, height: number, count: number) {
     tileWidth,
     tileHeight,
     width: margin + count * (tileWidth + margin),
-    height: margin + labelHeight + tileHeight + margin,
-    /** Top-left corner of tile `index`'s picture. */
-    tile: (index: number) => ({ x: margin + index * (tileWidth + margin), y: margin + labelHeight }),
+    height: margin + rows * rowHeight,
+    /** Top-left corner of the picture of tile `index` in row `row`. */
+    tile: (index: number, row = 0) => ({ x: margin + index * (tileWidth + margin), y: margin + row * rowHeight + labelHeight }),
   };
 }
 
 const BACKGROUND = [24, 24, 24] as const;
 const INK = [240, 240, 240] as const;
 
+/** A labelled picture on a sheet. */
+export interface Tile {
+  label: string;
+  image: RGBImage;
+}
+
 /** Pictures of one size side by side on a dark sheet, each enlarged and labelled above (labels cut to fit). */
-export function contactSheet(tiles: readonly { label: string; image: RGBImage }[]): RGBImage {
-  const { width, height } = tiles[0].image;
-  const layout = sheetLayout(width, height, tiles.length);
+export function contactSheet(tiles: readonly Tile[]): RGBImage {
+  return contactSheetRows([tiles]);
+}
+
+/** Rows of tiles (all pictures of one size) on one sheet, as wide as the longest row. */
+export function contactSheetRows(rows: readonly (readonly Tile[])[]): RGBImage {
+  const { width, height } = rows[0][0].image;
+  const layout = sheetLayout(width, height, Math.max(...rows.map((r) => r.length)), rows.length);
   const canvas: RGBImage = { width: layout.width, height: layout.height, pixels: new Uint8Array(layout.width * layout.height * 3) };
   fillRect(canvas, 0, 0, canvas.width, canvas.height, BACKGROUND);
   const fits = Math.floor(layout.tileWidth / ((GLYPH_WIDTH + 1) * layout.fontScale));
-  tiles.forEach(({ label, image }, index) => {
-    const { x, y } = layout.tile(index);
-    const chars = [...label];
-    const text = chars.length > fits ? `${chars.slice(0, Math.max(0, fits - 2)).join("")}..` : label;
-    drawText(canvas, x, layout.margin, text, layout.fontScale, INK);
-    blit(canvas, upscale(image, layout.scale), x, y);
-  });
+  rows.forEach((tiles, row) =>
+    tiles.forEach(({ label, image }, index) => {
+      const { x, y } = layout.tile(index, row);
+      const chars = [...label];
+      const text = chars.length > fits ? `${chars.slice(0, Math.max(0, fits - 2)).join("")}..` : label;
+      drawText(canvas, x, y - layout.labelHeight, text, layout.fontScale, INK);
+      blit(canvas, upscale(image, layout.scale), x, y);
+    }),
+  );
   return canvas;
 }

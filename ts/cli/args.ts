@@ -2,7 +2,7 @@
 // conversions of flag text to numbers and sizes. Mistakes here are UsageErrors (exit status 2).
 import { parseArgs, type ParseArgsConfig } from "node:util";
 
-import type { LoadOptions } from "../options";
+import type { LoadOptions, SchedulerName } from "../options";
 import type { Context } from "./workflow";
 
 /** A mistake in how the command was called; the message says which flag or argument. */
@@ -115,6 +115,63 @@ export function loadOptions(values: Values): LoadOptions {
     dtype: choice(values, "dtype", ["float32", "float16", "bfloat16"] as const),
     threads: number(values, "threads", "integer"),
   };
+}
+
+/** Flags of the commands that run the diffusion loop (generate, segment). */
+export const samplingOptions = {
+  steps: { type: "string" },
+  seed: { type: "string" },
+  scheduler: { type: "string" },
+  guidance: { type: "string" },
+  negative: { type: "string" },
+} as const satisfies OptionSpec;
+
+/** --help lines of samplingOptions. */
+export const SAMPLING_HELP = `  --steps N               denoising steps (default 50)
+  --seed N                noise seed (default: random; printed and saved)
+  --scheduler NAME        PNDM, DDIM, Euler, DPMSolver or LMS (default: the model's)
+  --guidance G            classifier-free guidance scale (default 7.5)
+  --negative TEXT         negative prompt`;
+
+/** The generate() options of samplingOptions (their values are checked by generate()). */
+export function sampling(values: Values) {
+  return {
+    negativePrompt: text(values, "negative"),
+    steps: number(values, "steps", "integer"),
+    seed: number(values, "seed", "integer"),
+    guidanceScale: number(values, "guidance"),
+    scheduler: text(values, "scheduler") as SchedulerName | undefined,
+  };
+}
+
+/** Flags of the finer maps (per block, per step). */
+export const finerMapOptions = {
+  blocks: { type: "string" },
+  steps: { type: "string" },
+  "per-block": { type: "boolean" },
+} as const satisfies OptionSpec;
+
+/** --help text of finerMapOptions. */
+export const FINER_MAPS_HELP = `Finer maps:
+  --blocks LIST           only these attention blocks: comma-separated stored names
+                          (up_blocks.1.attentions.0.transformer_blocks.0.attn2) or
+                          resolutions, a block grid's longer side (e.g. 16,32)
+  --steps FIRST:END       only the stored denoising evaluations FIRST … END-1 (0-based)
+  --per-block             also one map per block: one sheet row and files per block`;
+
+/** The attribute() selections of --blocks, --steps and --per-block. */
+export function finerMaps(values: Values): { blocks?: (string | number)[]; steps?: [number, number]; perBlock: boolean } {
+  const blocksText = text(values, "blocks");
+  const stepsText = text(values, "steps");
+  const blocks = blocksText?.split(",").map((b) => b.trim()).filter((b) => b.length > 0).map((b) => (/^\d+$/.test(b) ? Number(b) : b));
+  if (blocks !== undefined && blocks.length === 0) throw new UsageError(`--blocks expects block names or resolutions separated by commas, got "${blocksText}"`);
+  let steps: [number, number] | undefined;
+  if (stepsText !== undefined) {
+    const match = /^(\d+):(\d+)$/.exec(stepsText.trim());
+    if (!match || Number(match[1]) >= Number(match[2])) throw new UsageError(`--steps expects FIRST:END with FIRST < END (e.g. 0:10), got "${stepsText}"`);
+    steps = [Number(match[1]), Number(match[2])];
+  }
+  return { blocks, steps, perBlock: values["per-block"] === true };
 }
 
 /** A subcommand: its flags, its --help text, and what it does with the parsed arguments. */

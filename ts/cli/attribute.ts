@@ -1,7 +1,7 @@
 // ovam attribute: heat maps, raw maps and masks of words (or optimised tokens) over a saved generation.
 import { loadGeneration } from "../image";
 import { loadToken } from "../token";
-import { choice, commonOptions, COMMON_HELP, loadOptions, modelHelp, modelOptions, number, required, text, texts, UsageError, type Command } from "./args";
+import { choice, commonOptions, COMMON_HELP, finerMapOptions, finerMaps, FINER_MAPS_HELP, loadOptions, modelHelp, modelOptions, number, required, text, texts, UsageError, type Command } from "./args";
 import { fileList, OutputDir } from "./output";
 import { attributeSubjects, loadModelFor, type Subject } from "./workflow";
 
@@ -11,6 +11,7 @@ export const attributeCommand: Command = {
   options: {
     ...commonOptions,
     ...modelOptions,
+    ...finerMapOptions,
     out: { type: "string", short: "o" },
     mode: { type: "string" },
     threshold: { type: "string" },
@@ -34,6 +35,8 @@ Options:
   --threshold T           mask threshold on the normalised map, 0 to 1 (default 0.5)
   --token FILE            also attribute a token written by "ovam optimize" (repeatable)
 
+${FINER_MAPS_HELP}
+
 ${modelHelp("generation")}
 
 ${COMMON_HELP}
@@ -41,7 +44,8 @@ ${COMMON_HELP}
 Examples:
   ovam attribute out/generation.safetensors car street tree --out maps/
   ovam attribute out/generation.safetensors "city street" --mode linear --threshold 0.4 --out maps/
-  ovam attribute out/generation.safetensors --token car.safetensors --out maps/`,
+  ovam attribute out/generation.safetensors --token car.safetensors --out maps/
+  ovam attribute out/generation.safetensors car --blocks 16,32 --steps 0:10 --per-block --out maps/`,
 
   async run(ctx, values, positionals) {
     const [file, ...words] = positionals;
@@ -51,6 +55,7 @@ Examples:
     const outDir = required(text(values, "out"), "--out DIR");
     const mode = choice(values, "mode", ["softmax", "linear"] as const);
     const threshold = number(values, "threshold");
+    const finer = finerMaps(values);
     const sd = await loadModelFor(ctx, text(values, "model"), file, loadOptions(values));
     const image = await loadGeneration(sd, file);
     const subjects: Subject[] = words.map((word) => ({ label: word, text: word }));
@@ -59,7 +64,7 @@ Examples:
       subjects.push({ label: `${token.text} (token)`, token });
     }
     const out = new OutputDir(outDir, ctx.reporter);
-    const { sheet } = await attributeSubjects(ctx, image, subjects, out, { mode, threshold });
+    const { sheet } = await attributeSubjects(ctx, image, subjects, out, { mode, threshold, ...finer });
     ctx.reporter.result(
       { command: "attribute", generation: file, subjects: subjects.map((s) => s.label), sheet, files: out.files },
       `Attributed ${subjects.map((s) => JSON.stringify(s.label)).join(", ")} over "${image.settings.prompt}".\n${fileList(out.files)}`,

@@ -1,6 +1,5 @@
 // ovam generate: one image from a prompt, saved as a PNG and as a generation file for attribution.
-import type { SchedulerName } from "../options";
-import { commonOptions, COMMON_HELP, loadOptions, modelHelp, modelOptions, noExtra, number, required, size, text, type Command } from "./args";
+import { commonOptions, COMMON_HELP, loadOptions, modelHelp, modelOptions, noExtra, required, sampling, samplingOptions, SAMPLING_HELP, size, text, type Command } from "./args";
 import { fileList, OutputDir, safeStem } from "./output";
 import { generateAndSave, loadModel } from "./workflow";
 
@@ -12,12 +11,8 @@ export const generateCommand: Command = {
     ...modelOptions,
     out: { type: "string", short: "o" },
     name: { type: "string" },
-    steps: { type: "string" },
-    seed: { type: "string" },
+    ...samplingOptions,
     size: { type: "string" },
-    scheduler: { type: "string" },
-    guidance: { type: "string" },
-    negative: { type: "string" },
   },
   help: `Usage: ovam generate "<prompt>" --out DIR [options]
 
@@ -29,12 +24,8 @@ Generates an image and writes, into DIR:
 Options:
   -o, --out DIR           output folder (created if missing; required)
   --name NAME             file name stem (default: generation)
-  --steps N               denoising steps (default 50)
-  --seed N                noise seed (default: random; printed and saved)
   --size WxH              image size in pixels, multiples of 8 (default: the model's)
-  --scheduler NAME        PNDM, DDIM, Euler, DPMSolver or LMS (default: the model's)
-  --guidance G            classifier-free guidance scale (default 7.5)
-  --negative TEXT         negative prompt
+${SAMPLING_HELP}
 
 ${modelHelp()}
 
@@ -51,11 +42,7 @@ Examples:
     const outDir = required(text(values, "out"), "--out DIR");
     const options = {
       prompt,
-      negativePrompt: text(values, "negative"),
-      steps: number(values, "steps", "integer"),
-      seed: number(values, "seed", "integer"),
-      guidanceScale: number(values, "guidance"),
-      scheduler: text(values, "scheduler") as SchedulerName | undefined, // checked by generate()
+      ...sampling(values),
       ...size(values),
     };
     const load = loadOptions(values);

@@ -11,9 +11,9 @@ import type { GenerateOptions, LoadOptions, Map2D, OptimizeOptions } from "../op
 import { decodePNG, encodeGray8, encodeRGB } from "../png";
 import { bundledModelDir, load, type Pipeline } from "../pipeline";
 import type { Reporter } from "../progress";
-import { contactSheet, overlay, type RGBImage } from "../render";
+import { contactSheetRows, overlay, type RGBImage, type Tile } from "../render";
 import { optimizeToken, type OptimizedToken } from "../token";
-import { npyFloat32, type OutputDir } from "./output";
+import { npyFloat32, safeStem, type OutputDir } from "./output";
 
 export interface Context {
   reporter: Reporter;
@@ -79,23 +79,38 @@ export async function generateAndSave(
 /** What to attribute: a word or text of the user's, or an optimised token. */
 export type Subject = { label: string; text: string } | { label: string; token: OptimizedToken };
 
+/** How attributeSubjects() reads the attention: the map mode, the mask threshold and the finer-map selections. */
+export interface SubjectOptions {
+  mode?: "softmax" | "linear";
+  threshold?: number;
+  blocks?: (string | number)[];
+  steps?: [number, number];
+  /** Also one sheet row (and one overlay and raw map per subject) per selected block. */
+  perBlock?: boolean;
+  /** The picture the maps are drawn over, at its own size (segment: the photo); default the generated image. */
+  backdrop?: RGBImage;
+}
+
 /**
- * Per subject: its map as an overlay on the image, the raw map (16-bit PNG, min-max normalised,
- * and float32 .npy) and the thresholded mask; then one sheet with the image and every overlay.
+ * Per subject: its map as an overlay on the picture, the raw map (16-bit PNG, min-max normalised,
+ * and float32 .npy) and the thresholded mask; then one sheet with the picture and every overlay
+ * (with perBlock, one more row per block).
  */
 export async function attributeSubjects(
   ctx: Context,
   image: GeneratedImage,
   subjects: readonly Subject[],
   out: OutputDir,
-  options: { mode?: "softmax" | "linear"; threshold?: number },
+  options: SubjectOptions,
 ): Promise<{ sheet: { path: string; width: number; height: number } }> {
-  const picture: RGBImage = { width: image.width, height: image.height, pixels: image.pixels };
-  const tiles = [{ label: image.settings.prompt, image: picture }];
+  const picture: RGBImage = options.backdrop ?? { width: image.width, height: image.height, pixels: image.pixels };
+  const select = { mode: options.mode, blocks: options.blocks, steps: options.steps, size: [picture.height, picture.width] as [number, number] };
+  const tiles: Tile[] = [{ label: image.settings.prompt, image: picture }];
+  const blockRows = new Map<string, Tile[]>();
   for (const subject of subjects) {
     ctx.signal.throwIfAborted();
     const [target, word] = "token" in subject ? [subject.token, subject.token.text] : [subject.text, subject.text];
-    const maps = await attribute(image, target, { mode: options.mode });
+    const maps = await attribute(image, target, select);
     const map = maps.word(word);
     const stem = out.stem("token" in subject ? `token-${subject.token.text}` : subject.label);
     const what = `"${subject.label}"`;
@@ -107,10 +122,31 @@ export async function attributeSubjects(
     const threshold = options.threshold ?? 0.5;
     await out.write(`${stem}.mask.png`, await maskPNG(mask), `${what}: mask, white where the normalised map > ${threshold}`);
     tiles.push({ label: subject.label, image: heat });
+    if (!options.perBlock) continue;
+    const perBlock = await attribute(image, target, { ...select, perBlock: true });
+    for (const [index, block] of perBlock.blocks.entries()) {
+      const label = blockLabel(image, block);
+      const blockMap = perBlock.block(index).word(word);
+      const blockHeat = overlay(picture, minMax(blockMap.data));
+      const blockStem = safeStem(label.replaceAll(" ", "-"));
+      await out.write(`${stem}.${blockStem}.overlay.png`, await encodeRGB(blockHeat.width, blockHeat.height, blockHeat.pixels), `${what}: heat map of block ${block} alone`);
+      await out.write(`${stem}.${blockStem}.map.npy`, npyFloat32(blockMap.data, [blockMap.height, blockMap.width]), `${what}: raw map of block ${block} alone`);
+      if (!blockRows.has(block)) blockRows.set(block, [{ label, image: picture }]);
+      blockRows.get(block)?.push({ label: subject.label, image: blockHeat });
+    }
   }
-  const sheet = contactSheet(tiles);
-  const file = await out.write("sheet.png", await encodeRGB(sheet.width, sheet.height, sheet.pixels), `the image and every map side by side, labelled`);
+  const sheet = contactSheetRows([tiles, ...blockRows.values()]);
+  const description = options.perBlock ? "the image and every map, labelled: the selection's sum, then one row per block" : "the image and every map side by side, labelled";
+  const file = await out.write("sheet.png", await encodeRGB(sheet.width, sheet.height, sheet.pixels), description);
   return { sheet: { path: file, width: sheet.width, height: sheet.height } };
+}
+
+// "up1.0.0 16x16" for "up_blocks.1.attentions.0.transformer_blocks.0.attn2" (fits a sheet label).
+function blockLabel(image: GeneratedImage, name: string): string {
+  const block = image.blocks.find((b) => b.name === name);
+  const m = /^(down|up|mid)_blocks?\.?(\d*)\.?attentions\.(\d+)\.transformer_blocks\.(\d+)/.exec(name);
+  const short = m ? `${m[1]}${m[2]}.${m[3]}.${m[4]}` : name;
+  return block ? `${short} ${block.width}x${block.height}` : short;
 }
 
 /** A 0/1 mask as an 8-bit grey PNG, black and white. */

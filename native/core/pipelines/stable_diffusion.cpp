@@ -122,26 +122,26 @@ torch::Tensor StableDiffusion::encode_tokens(const std::vector<int64_t>& ids) {
 Generation StableDiffusion::generate(const GenerateOptions& options, const Progress& progress) {
   torch::NoGradGuard no_grad;
   const int64_t factor = vae_scale_factor();
-  const bool img2img = options.init_image.defined();
-  if (img2img) img2img::check_image(options.init_image);
+  const bool from_image = options.init_image.defined();  // img2img
+  if (from_image) img2img::check_image(options.init_image);
   const int64_t default_side = unet->config().sample_size * factor;
-  const int64_t height = options.height > 0 ? options.height : img2img ? options.init_image.size(0) : default_side;
-  const int64_t width = options.width > 0 ? options.width : img2img ? options.init_image.size(1) : default_side;
+  const int64_t height = options.height > 0 ? options.height : from_image ? options.init_image.size(0) : default_side;
+  const int64_t width = options.width > 0 ? options.width : from_image ? options.init_image.size(1) : default_side;
   if (height % factor || width % factor)
     throw Error(code::kInvalidArgument, "width and height must be multiples of " + std::to_string(factor) + " (got " +
                                             std::to_string(width) + "×" + std::to_string(height) + ")");
   if (options.steps < 1) throw Error(code::kInvalidArgument, "steps must be at least 1");
-  if (img2img && (options.init_image.size(0) != height || options.init_image.size(1) != width))
+  if (from_image && (options.init_image.size(0) != height || options.init_image.size(1) != width))
     throw Error(code::kInvalidArgument, "the init image is " + std::to_string(options.init_image.size(1)) + "×" +
                                             std::to_string(options.init_image.size(0)) + " but the output is " +
                                             std::to_string(width) + "×" + std::to_string(height));
-  if (img2img && options.latents.defined())
+  if (from_image && options.latents.defined())
     throw Error(code::kInvalidArgument, "img2img draws its noise from the seed; latents are not accepted with an init image");
 
   auto scheduler = make_scheduler(options.scheduler.empty() ? scheduler_class : options.scheduler, *scheduler_config);
   scheduler->set_timesteps(options.steps);
   const auto& timesteps = scheduler->timesteps();
-  const size_t first = img2img ? img2img::first_step(options.steps, options.strength, timesteps.size()) : 0;
+  const size_t first = from_image ? img2img::first_step(options.steps, options.strength, timesteps.size()) : 0;
   scheduler->begin_at(first);
 
   const bool guided = options.guidance_scale > 1.0;  // diffusers skips CFG at scale ≤ 1
@@ -152,7 +152,7 @@ Generation StableDiffusion::generate(const GenerateOptions& options, const Progr
   // torch.Generator().manual_seed(seed) on the CPU, as diffusers draws from it.
   auto generator = at::detail::createCPUGenerator(options.seed.value_or(std::random_device{}()));
   torch::Tensor latents;
-  if (img2img) {
+  if (from_image) {
     latents = img2img::prepare_latents(*vae, options.init_image, *scheduler, first, generator, device);
   } else {
     torch::Tensor noise;

@@ -37,12 +37,11 @@ size_t first_step(int64_t steps, double strength, size_t timestep_count) {
 torch::Tensor prepare_latents(AutoencoderKLImpl& vae, const torch::Tensor& image, const Scheduler& scheduler, size_t first,
                               at::Generator& generator, const torch::Device& device) {
   const auto vae_dtype = vae.parameters()[0].scalar_type();
-  auto [mean, std] = vae.encode(preprocess(image).to(device, vae_dtype));
-  mean = mean.to(torch::kFloat32);
-  std = std.to(torch::kFloat32);
+  const auto posterior = vae.encode(preprocess(image).to(device, vae_dtype));
+  const auto mean = posterior.first.to(torch::kFloat32), deviation = posterior.second.to(torch::kFloat32);
   // DiagonalGaussianDistribution.sample draws on the generator's device (the CPU) first.
   auto sample = torch::randn(mean.sizes(), generator, torch::kFloat32).to(device);
-  auto latents = (mean + std * sample) * vae.config().scaling_factor;
+  auto latents = (mean + deviation * sample) * vae.config().scaling_factor;
   auto noise = torch::randn(latents.sizes(), generator, torch::kFloat32).to(device);
   return scheduler.add_noise(latents, noise, first);
 }
