@@ -28,7 +28,7 @@ async function photo(format) {
   return file;
 }
 
-// A PNG whose header claims 100000 × 100000 pixels, with no image data to back it.
+// A well-formed PNG whose header claims 100000 × 100000 pixels, with one byte of image data.
 function hugePNG() {
   const chunk = (type, data) => {
     const body = Buffer.concat([Buffer.from(type, "ascii"), data]);
@@ -43,7 +43,7 @@ function hugePNG() {
   ihdr.writeUInt32BE(100000, 4);
   ihdr.set([8, 2, 0, 0, 0], 8);
   const file = path.join(tmp, "huge.png");
-  fs.writeFileSync(file, Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk("IHDR", ihdr), chunk("IEND", Buffer.alloc(0))]));
+  fs.writeFileSync(file, Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk("IHDR", ihdr), chunk("IDAT", zlib.deflateSync(Buffer.alloc(1))), chunk("IEND", Buffer.alloc(0))]));
   return file;
 }
 
@@ -58,7 +58,8 @@ t.test("segment() on a rotated JPEG: upright photo, maps and masks at its size",
   t.same([result.image.width, result.image.height], [64, 40], "the model's input: longer side 64 (the tiny model's), multiples of 8");
   t.equal(result.image.settings.prompt, "car tree", "default prompt: the words");
   t.equal(result.image.settings.strength, 0.5);
-  t.equal(result.image.blocks[0].steps, 2, "int(4 × 0.5) = 2 steps stored");
+  // int(4 × 0.5) = 2 of PNDM's 4 steps kept: its last 3 evaluations (the schedule repeats one timestep).
+  t.equal(result.image.blocks[0].steps, 3, "the evaluations of the steps kept are stored");
   for (const [i, word] of result.words.entries()) {
     t.same([result.maps[i].width, result.maps[i].height, result.masks[i].width, result.masks[i].height], [H, W, H, W], `${word}: map and mask at the photo's size`);
     const direct = await ovam.attribute(result.image, word, { size: [W, H] });

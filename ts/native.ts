@@ -35,6 +35,7 @@ export interface NativeGenerateOptions {
   capture: NativeCaptureOptions;
   image?: NativeTensor; // img2img: uint8 [height, width, 3] of the output size
   strength?: number; // img2img: (0, 1]
+  startLatents?: NativeTensor; // img2img: start from these noised latents (a generation's startLatents)
 }
 
 // Per-step progress; returning nothing. Abort: call cancel() on the handle returned by start.

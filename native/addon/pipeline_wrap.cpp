@@ -111,6 +111,7 @@ Napi::Value PipelineWrap::Generate(const Napi::CallbackInfo& info) {
   if (o.Get("capture").IsObject()) g.capture = capture_from(o.Get("capture").As<Napi::Object>());
   if (o.Get("image").IsObject()) g.init_image = tensor_from_js(o.Get("image"), "image");
   g.strength = get_number(o, "strength", g.strength);
+  if (o.Get("startLatents").IsObject()) g.start_latents = tensor_from_js(o.Get("startLatents"), "startLatents");
   Napi::Value on_step = info.Length() > 1 ? info[1] : env.Undefined();
   return Job::queue_controlled(env, on_step, [sd, g](JobControl& control) {
     Progress progress;

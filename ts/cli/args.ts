@@ -144,31 +144,34 @@ export function sampling(values: Values) {
   };
 }
 
-/** Flags of the finer maps (per block, per step). */
-export const finerMapOptions = {
-  blocks: { type: "string" },
-  steps: { type: "string" },
-  "per-block": { type: "boolean" },
-} as const satisfies OptionSpec;
+/** Flags of the finer maps (per block, per step); `stepsFlag` names the step range's flag. */
+export function finerMapOptions<const S extends string>(stepsFlag: S) {
+  return { blocks: { type: "string" }, [stepsFlag]: { type: "string" }, "per-block": { type: "boolean" } } as {
+    blocks: { type: "string" };
+    "per-block": { type: "boolean" };
+  } & Record<S, { type: "string" }>;
+}
 
-/** --help text of finerMapOptions. */
-export const FINER_MAPS_HELP = `Finer maps:
+/** --help text of finerMapOptions(stepsFlag). */
+export function finerMapsHelp(stepsFlag: string): string {
+  return `Finer maps:
   --blocks LIST           only these attention blocks: comma-separated stored names
                           (up_blocks.1.attentions.0.transformer_blocks.0.attn2) or
                           resolutions, a block grid's longer side (e.g. 16,32)
-  --steps FIRST:END       only the stored denoising evaluations FIRST … END-1 (0-based)
+  ${`--${stepsFlag} FIRST:END`.padEnd(24)}only the stored denoising evaluations FIRST … END-1 (0-based)
   --per-block             also one map per block: one sheet row and files per block`;
+}
 
-/** The attribute() selections of --blocks, --steps and --per-block. */
-export function finerMaps(values: Values): { blocks?: (string | number)[]; steps?: [number, number]; perBlock: boolean } {
+/** The attribute() selections of --blocks, the step range flag and --per-block. */
+export function finerMaps(values: Values, stepsFlag: string): { blocks?: (string | number)[]; steps?: [number, number]; perBlock: boolean } {
   const blocksText = text(values, "blocks");
-  const stepsText = text(values, "steps");
+  const stepsText = text(values, stepsFlag);
   const blocks = blocksText?.split(",").map((b) => b.trim()).filter((b) => b.length > 0).map((b) => (/^\d+$/.test(b) ? Number(b) : b));
   if (blocks !== undefined && blocks.length === 0) throw new UsageError(`--blocks expects block names or resolutions separated by commas, got "${blocksText}"`);
   let steps: [number, number] | undefined;
   if (stepsText !== undefined) {
     const match = /^(\d+):(\d+)$/.exec(stepsText.trim());
-    if (!match || Number(match[1]) >= Number(match[2])) throw new UsageError(`--steps expects FIRST:END with FIRST < END (e.g. 0:10), got "${stepsText}"`);
+    if (!match || Number(match[1]) >= Number(match[2])) throw new UsageError(`--${stepsFlag} expects FIRST:END with FIRST < END (e.g. 0:10), got "${stepsText}"`);
     steps = [Number(match[1]), Number(match[2])];
   }
   return { blocks, steps, perBlock: values["per-block"] === true };

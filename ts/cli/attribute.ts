@@ -1,7 +1,7 @@
 // ovam attribute: heat maps, raw maps and masks of words (or optimised tokens) over a saved generation.
 import { loadGeneration } from "../image";
 import { loadToken } from "../token";
-import { choice, commonOptions, COMMON_HELP, finerMapOptions, finerMaps, FINER_MAPS_HELP, loadOptions, modelHelp, modelOptions, number, required, text, texts, UsageError, type Command } from "./args";
+import { choice, commonOptions, COMMON_HELP, finerMapOptions, finerMaps, finerMapsHelp, loadOptions, modelHelp, modelOptions, number, required, text, texts, UsageError, type Command } from "./args";
 import { fileList, OutputDir } from "./output";
 import { attributeSubjects, loadModelFor, type Subject } from "./workflow";
 
@@ -11,7 +11,7 @@ export const attributeCommand: Command = {
   options: {
     ...commonOptions,
     ...modelOptions,
-    ...finerMapOptions,
+    ...finerMapOptions("steps"),
     out: { type: "string", short: "o" },
     mode: { type: "string" },
     threshold: { type: "string" },
@@ -35,7 +35,7 @@ Options:
   --threshold T           mask threshold on the normalised map, 0 to 1 (default 0.5)
   --token FILE            also attribute a token written by "ovam optimize" (repeatable)
 
-${FINER_MAPS_HELP}
+${finerMapsHelp("steps")}
 
 ${modelHelp("generation")}
 
@@ -55,7 +55,7 @@ Examples:
     const outDir = required(text(values, "out"), "--out DIR");
     const mode = choice(values, "mode", ["softmax", "linear"] as const);
     const threshold = number(values, "threshold");
-    const finer = finerMaps(values);
+    const finer = finerMaps(values, "steps");
     const sd = await loadModelFor(ctx, text(values, "model"), file, loadOptions(values));
     const image = await loadGeneration(sd, file);
     const subjects: Subject[] = words.map((word) => ({ label: word, text: word }));

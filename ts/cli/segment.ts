@@ -2,7 +2,7 @@
 // maps drawn over the photo at its own size).
 import { parse as parseOptions, segmentSchema } from "../options";
 import { photoGeneration } from "../segment";
-import { choice, commonOptions, COMMON_HELP, finerMapOptions, finerMaps, FINER_MAPS_HELP, loadOptions, modelHelp, modelOptions, number, required, sampling, samplingOptions, SAMPLING_HELP, text, UsageError, type Command } from "./args";
+import { choice, commonOptions, COMMON_HELP, finerMapOptions, finerMaps, finerMapsHelp, loadOptions, modelHelp, modelOptions, number, required, sampling, samplingOptions, SAMPLING_HELP, text, UsageError, type Command } from "./args";
 import { fileList, OutputDir } from "./output";
 import { attributeSubjects, generateAndSave, loadModel } from "./workflow";
 
@@ -12,7 +12,8 @@ export const segmentCommand: Command = {
   options: {
     ...commonOptions,
     ...modelOptions,
-    ...finerMapOptions,
+    // --steps is the denoising steps here: the maps' step range is --map-steps.
+    ...finerMapOptions("map-steps"),
     out: { type: "string", short: "o" },
     prompt: { type: "string" },
     ...samplingOptions,
@@ -44,7 +45,7 @@ ${SAMPLING_HELP}
   --mode NAME             softmax (default) or linear attention scores
   --threshold T           mask threshold on the normalised map, 0 to 1 (default 0.5)
 
-${FINER_MAPS_HELP}
+${finerMapsHelp("map-steps")}
 
 ${modelHelp()}
 
@@ -61,7 +62,7 @@ Examples:
     const outDir = required(text(values, "out"), "--out DIR");
     const mode = choice(values, "mode", ["softmax", "linear"] as const);
     const threshold = number(values, "threshold");
-    const finer = finerMaps(values);
+    const finer = finerMaps(values, "map-steps");
     const o = parseOptions("segment", segmentSchema, {
       ...sampling(values),
       prompt: text(values, "prompt"),

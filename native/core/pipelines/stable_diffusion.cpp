@@ -152,7 +152,12 @@ Generation StableDiffusion::generate(const GenerateOptions& options, const Progr
   // torch.Generator().manual_seed(seed) on the CPU, as diffusers draws from it.
   auto generator = at::detail::createCPUGenerator(options.seed.value_or(std::random_device{}()));
   torch::Tensor latents;
-  if (from_image) {
+  if (from_image && options.start_latents.defined()) {
+    if (options.start_latents.sizes().vec() != shape)
+      throw Error(code::kInvalidArgument, "start latents must have shape [1, " + std::to_string(shape[1]) + ", " +
+                                              std::to_string(shape[2]) + ", " + std::to_string(shape[3]) + "]");
+    latents = options.start_latents.to(device, torch::kFloat32);
+  } else if (from_image) {
     latents = img2img::prepare_latents(*vae, options.init_image, *scheduler, first, generator, device);
   } else {
     torch::Tensor noise;

@@ -38,6 +38,9 @@ struct GenerateOptions {
   // [height, width, 3] (its size is the output's), and how much of the schedule runs over it.
   torch::Tensor init_image;
   double strength = 0.8;
+  // img2img from these noised start latents [1, 4, h, w] instead of the picture's encoding noised
+  // from the seed (a recorded Generation::start_latents; the picture is still recorded).
+  torch::Tensor start_latents;
 };
 
 struct Generation {
