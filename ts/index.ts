@@ -12,6 +12,8 @@ export { attribute, AttributionMaps, PerBlockMaps } from "./maps";
 export { segment, type Segmentation } from "./segment";
 export type { RGBInput } from "./photo";
 export { loadToken, OptimizedToken, optimizeToken, type OptimizedTokenFields } from "./token";
+export { evaluate, type EvaluateOptions, type EvaluationFolders, type EvaluationItem, type EvaluationReport } from "./eval/evaluate";
+export { writeReport as writeEvaluation } from "./eval/report";
 export { decodePNG, encodeGray16, encodeGray8, encodeRGB, type DecodedPNG } from "./png";
 export type {
   Activation,
