@@ -10,6 +10,7 @@ export { bundledModelDir, load, Pipeline, type Tokenized } from "./pipeline";
 export { GeneratedImage, generate, loadGeneration, readGenerationInfo, type AttentionBlock, type GenerationInfo, type GenerationSettings } from "./image";
 export { attribute, AttributionMaps } from "./maps";
 export { loadToken, OptimizedToken, optimizeToken, type OptimizedTokenFields } from "./token";
+export { startStudio, type StudioServer, type StudioServerOptions } from "./studio/server";
 export { decodePNG, encodeGray16, encodeGray8, encodeRGB, type DecodedPNG } from "./png";
 export type {
   Activation,
@@ -29,6 +30,7 @@ export type {
 export {
   AbortError,
   AmbiguousWordError,
+  BusyError,
   ConfigError,
   DeviceError,
   DisposedError,
