@@ -95,7 +95,7 @@ export async function startStudio(target: string, opts: StudioServerOptions = {}
 
   app.get("/api/info", async () => {
     const { kind, root, classes, background, items } = studio.source;
-    return { kind, root, classes, background, items: items.length, model: studio.pipeline.folder, perBlock: false };
+    return { kind, root, classes, background, items: items.length, model: studio.pipeline.folder, perBlock: false, evaluate: false };
   });
   app.get("/api/items", async (request) => {
     const { token: _, ...filter } = parse("GET /api/items", listQuery, request.query, "query");

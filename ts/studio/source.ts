@@ -114,6 +114,7 @@ const COLORS: [number, number, number][] = [
   [70, 240, 240], [240, 50, 230], [210, 245, 60], [250, 190, 212], [0, 128, 128], [220, 190, 255],
 ];
 function namedClasses(names: readonly string[]): StudioClass[] {
+  if (names.length > 254) throw new InvalidArgumentError(`ovam studio: ${names.length} classes; accepted: at most 254 (ids 1 to 254)`);
   const seen = new Set<string>();
   return names.map((raw, i) => {
     const name = raw.trim();

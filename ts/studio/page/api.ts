@@ -15,15 +15,17 @@ export interface Info {
   items: number;
   model: string;
   perBlock: boolean;
+  /** Whether POST /api/jobs/eval is offered. */
+  evaluate: boolean;
 }
 
+/** What the page reads of an item (GET /api/items/{id} has more). */
 export interface Item {
   id: string;
   prompt: string;
   width: number;
   height: number;
   classes: number[];
-  foreground: Record<string, number>;
   annotated?: boolean;
 }
 
@@ -93,6 +95,16 @@ function base64(data: Uint8Array): string {
   return btoa(text);
 }
 
+// A label plane, or undefined where the item has none (404).
+async function optional(url: string): Promise<Plane<Uint8Array> | undefined> {
+  try {
+    return labels(await call<WirePlane>("GET", url));
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 404) return undefined;
+    throw error;
+  }
+}
+
 const item = (id: string) => `/api/items/${encodeURIComponent(id)}`;
 
 export const api = {
@@ -103,15 +115,10 @@ export const api = {
   maps: (id: string) => call<{ maps: (WirePlane & { class: string; id: number; by: string })[] }>("GET", `${item(id)}/maps`),
   attribute: (id: string, text: string, mode: string) =>
     call<{ tokens: string[]; ms: number; words: (WirePlane & { word: string })[] }>("POST", `${item(id)}/attribute`, { text, mode }),
-  truth: async (id: string): Promise<Plane<Uint8Array> | undefined> => {
-    try {
-      return labels(await call<WirePlane>("GET", `${item(id)}/gt`));
-    } catch (error) {
-      if (error instanceof ApiError && error.status === 404) return undefined;
-      throw error;
-    }
-  },
+  truth: (id: string) => optional(`${item(id)}/gt`),
+  labels: (id: string) => optional(`${item(id)}/labels`),
   saveTruth: (id: string, plane: Plane<Uint8Array>) => call<{ file: string }>("PUT", `${item(id)}/gt`, { width: plane.width, height: plane.height, data: base64(plane.data) }),
   optimize: (cls: string, epochs: number) => call<Job>("POST", "/api/jobs/optimize", { class: cls, epochs }),
+  evaluate: () => call<Job>("POST", "/api/jobs/eval", {}),
   job: (id: string) => call<Job>("GET", `/api/jobs/${encodeURIComponent(id)}`),
 };

@@ -1,6 +1,6 @@
 // The studio page: the item browser, the viewer with its layers and sliders, the word box, the
 // ground-truth painter and the token optimisation panel, wired to the API.
-import { api, ApiError, floats, type Info, type Item, type Plane } from "./api.js";
+import { api, ApiError, floats, type Info, type Item, type Job, type Plane } from "./api.js";
 import { draw, drawLosses, layer, thresholded, type Layer } from "./overlay.js";
 import { brush, fillPolygon, stroke } from "./paint.js";
 
@@ -9,7 +9,10 @@ const canvas = $<HTMLCanvasElement>("canvas");
 const WORD_COLOR: [number, number, number] = [255, 64, 160];
 
 let info: Info;
-let current: { item: Item; image: HTMLImageElement; truth: Plane<Uint8Array>; layers: Map<string, Layer>; shown?: string } | undefined;
+let current:
+  | { item: Item; image: HTMLImageElement; truth: Plane<Uint8Array>; labels?: Plane<Uint8Array>; layers: Map<string, Layer>; shown?: string }
+  | undefined;
+const LABELS = "labels";
 let polygon: [number, number][] = [];
 
 function say(id: string, text: string, error = false): void {
@@ -32,7 +35,7 @@ function tool(): string {
 
 function redraw(): void {
   if (!current) return;
-  const { item, image, truth, layers, shown } = current;
+  const { item, image, truth, labels, layers, shown } = current;
   const scale = Math.max(1, Math.floor(512 / Math.max(item.width, item.height)));
   const colors = new Map(info.classes.map((c) => [c.id, c.color] as const));
   const threshold = Number($<HTMLInputElement>("threshold").value);
@@ -43,6 +46,7 @@ function redraw(): void {
     height: item.height,
     scale,
     layer: shown ? layers.get(shown) : undefined,
+    labels: shown === LABELS ? labels : undefined,
     asMask: $<HTMLInputElement>("as-mask").checked,
     threshold,
     opacity: Number($<HTMLInputElement>("opacity").value),
@@ -56,7 +60,7 @@ function showLayers(): void {
   const box = $("layers");
   box.replaceChildren();
   if (!current) return;
-  for (const label of current.layers.keys()) {
+  for (const label of [...(current.labels ? [LABELS] : []), ...current.layers.keys()]) {
     const button = document.createElement("button");
     button.type = "button";
     button.textContent = label;
@@ -107,7 +111,8 @@ async function open(id: string): Promise<void> {
   await image.decode();
   const saved = await api.truth(id);
   const truth = saved ?? { width: item.width, height: item.height, data: new Uint8Array(item.width * item.height).fill(info.background) };
-  current = { item, image, truth, layers: new Map() };
+  const labels = info.kind === "dataset" ? await api.labels(id) : undefined;
+  current = { item, image, truth, labels, layers: new Map(), shown: labels ? LABELS : undefined };
   polygon = [];
   $("viewer").hidden = false;
   $("item-title").textContent = `${item.id}${saved ? " (ground truth saved)" : ""}`;
@@ -125,9 +130,9 @@ async function loadClassMaps(): Promise<void> {
   const { maps } = await api.maps(target.item.id);
   for (const m of maps) {
     const color = info.classes.find((c) => c.id === m.id)?.color ?? WORD_COLOR;
-    target.layers.set(`${m.class} (${m.by})`, layer(m.class, floats(m), color));
+    target.layers.set(`${m.class} (${m.by})`, layer(m.class, floats(m), color, target.item.width, target.item.height));
   }
-  target.shown ??= maps.length ? `${maps[0].class} (${maps[0].by})` : undefined;
+  if (target.shown === undefined || target.shown === LABELS) target.shown = maps.length ? `${maps[0].class} (${maps[0].by})` : undefined;
   if (current === target) {
     showLayers();
     redraw();
@@ -143,7 +148,7 @@ async function ask(event: Event): Promise<void> {
   say("ask-time", "…");
   try {
     const answer = await api.attribute(current.item.id, text, $<HTMLSelectElement>("mode").value);
-    for (const w of answer.words) current.layers.set(`"${w.word}"`, layer(w.word, floats(w), WORD_COLOR));
+    for (const w of answer.words) current.layers.set(`"${w.word}"`, layer(w.word, floats(w), WORD_COLOR, current.item.width, current.item.height));
     current.shown = `"${answer.words[0].word}"`;
     showLayers();
     redraw();
@@ -207,6 +212,12 @@ $("from-map").onclick = () => {
   say("save-status", "unsaved changes");
   redraw();
 };
+$("from-labels").onclick = () => {
+  if (!current?.labels) return;
+  current.truth.data.set(current.labels.data);
+  say("save-status", "unsaved changes");
+  redraw();
+};
 $("clear").onclick = () => {
   current?.truth.data.fill(info.background);
   redraw();
@@ -223,27 +234,59 @@ $("save").onclick = async () => {
   }
 };
 
-$("optimize").onclick = async () => {
-  const epochs = Number($<HTMLInputElement>("epochs").value);
+// Runs a job, drawing its losses as they come; returns its result, or undefined when it failed.
+async function runJob(start: () => Promise<Job>, epochs: number, what: string): Promise<Record<string, unknown> | undefined> {
   try {
-    let job = await api.optimize($<HTMLSelectElement>("job-class").value, epochs);
-    say("job-status", "optimising…");
+    let job = await start();
+    say("job-status", `${what}…`);
     while (job.state === "running") {
       await new Promise((resolve) => setTimeout(resolve, 250));
       job = await api.job(job.id);
-      drawLosses($<HTMLCanvasElement>("loss"), job.progress.losses, epochs);
+      if (job.progress.losses.length) drawLosses($<HTMLCanvasElement>("loss"), job.progress.losses, epochs);
+      else if (job.progress.total) say("job-status", `${what}: ${job.progress.done}/${job.progress.total}`);
     }
-    if (job.state === "failed") return say("job-status", `${job.error?.message} [${job.error?.code}]`, true);
-    const result = job.result as { token: string; items: string[] };
-    say("job-status", `token saved to ${result.token} (from ${result.items.length} annotated item(s): ${result.items.join(", ")}); class maps now use it`);
-    if (current) {
-      current.shown = undefined;
-      await loadClassMaps();
-    }
+    if (job.state === "done") return job.result;
+    say("job-status", `${job.error?.message} [${job.error?.code}]`, true);
   } catch (error) {
     say("job-status", message(error), true);
   }
+  return undefined;
+}
+
+$("optimize").onclick = async () => {
+  const epochs = Number($<HTMLInputElement>("epochs").value);
+  const result = (await runJob(() => api.optimize($<HTMLSelectElement>("job-class").value, epochs), epochs, "optimising")) as { token: string; items: string[] } | undefined;
+  if (!result) return;
+  say("job-status", `token saved to ${result.token} (from ${result.items.length} annotated item(s): ${result.items.join(", ")}); class maps now use it`);
+  if (current) {
+    current.shown = undefined;
+    await loadClassMaps();
+  }
 };
+
+$("evaluate").onclick = async () => {
+  const report = (await runJob(() => api.evaluate(), 0, "evaluating")) as Report | undefined;
+  if (report) say("job-status", describeReport(report));
+};
+
+interface Report {
+  items: number;
+  by: Record<string, "text" | "token">;
+  binary?: { at: { threshold: number; miou: number | null; iou: Record<string, number | null> } };
+  semantic?: { miou: number | null };
+}
+
+// The report as a few lines: mIoU at the threshold, each class's IoU and what its maps came from.
+function describeReport(report: Report): string {
+  const pct = (v: number | null | undefined) => (v === null || v === undefined ? "n/a" : `${(v * 100).toFixed(1)}%`);
+  const lines = [`${report.items} annotated item(s) against their ground truth`];
+  if (report.binary) {
+    lines.push(`binary protocol at threshold ${report.binary.at.threshold}: mIoU ${pct(report.binary.at.miou)}`);
+    for (const [name, iou] of Object.entries(report.binary.at.iou)) lines.push(`  ${name} (${report.by[name] ?? "text"}): IoU ${pct(iou)}`);
+  }
+  if (report.semantic) lines.push(`semantic protocol: mIoU ${pct(report.semantic.miou)}`);
+  return lines.join("\n");
+}
 
 for (const id of ["opacity", "threshold", "as-mask"]) $(id).addEventListener("input", redraw);
 $("filters").addEventListener("change", () => listItems().catch((e) => say("count", message(e), true)));
@@ -258,6 +301,8 @@ async function start(): Promise<void> {
   options($<HTMLSelectElement>("job-class"), classes);
   $("paint").hidden = info.classes.length === 0;
   $("jobs").hidden = info.classes.length === 0;
+  $("from-labels").hidden = info.kind !== "dataset";
+  $("evaluate").hidden = !info.evaluate;
   await listItems();
   document.body.dataset.ready = "true";
 }

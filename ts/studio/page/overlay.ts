@@ -11,7 +11,9 @@ export interface Layer {
   color: [number, number, number];
 }
 
-export function layer(label: string, map: Plane<Float32Array>, color: [number, number, number]): Layer {
+/** A layer of the image's size: maps of another size (a dataset's maps at the attention grid) are resized bilinearly, for display. */
+export function layer(label: string, wire: Plane<Float32Array>, color: [number, number, number], width: number, height: number): Layer {
+  const map = wire.width === width && wire.height === height ? wire : resize(wire, width, height);
   let min = Infinity;
   let max = -Infinity;
   for (const v of map.data) {
@@ -20,6 +22,27 @@ export function layer(label: string, map: Plane<Float32Array>, color: [number, n
   }
   const range = max - min;
   return { label, map, color, normalised: map.data.map((v) => (range > 0 ? (v - min) / range : 0)) };
+}
+
+// Half-pixel-centred bilinear resizing (as align_corners=False).
+function resize(map: Plane<Float32Array>, width: number, height: number): Plane<Float32Array> {
+  const out = new Float32Array(width * height);
+  // Source index below, weight of the one above, index above (clamped at the borders).
+  const sample = (v: number, scale: number, size: number) => {
+    const at = Math.max((v + 0.5) * scale - 0.5, 0);
+    const i = Math.min(Math.floor(at), size - 1);
+    return [i, at - i, Math.min(i + 1, size - 1)] as const;
+  };
+  for (let y = 0; y < height; y++) {
+    const [y0, fy, y1] = sample(y, map.height / height, map.height);
+    for (let x = 0; x < width; x++) {
+      const [x0, fx, x1] = sample(x, map.width / width, map.width);
+      const top = map.data[y0 * map.width + x0] * (1 - fx) + map.data[y0 * map.width + x1] * fx;
+      const bottom = map.data[y1 * map.width + x0] * (1 - fx) + map.data[y1 * map.width + x1] * fx;
+      out[y * width + x] = top * (1 - fy) + bottom * fy;
+    }
+  }
+  return { width, height, data: out };
 }
 
 // Viridis at five stops, interpolated.
@@ -46,6 +69,8 @@ export interface View {
   asMask: boolean;
   threshold: number;
   opacity: number;
+  /** A label map shown instead of a map layer (a dataset's labels). */
+  labels?: Plane<Uint8Array>;
   truth?: Plane<Uint8Array>;
   colors: Map<number, [number, number, number]>;
   /** Polygon being drawn, in image pixels. */
@@ -67,7 +92,7 @@ export function draw(canvas: HTMLCanvasElement, view: View): void {
   const overlay = new ImageData(width, height);
   const px = overlay.data;
   const alpha = Math.round(view.opacity * 255);
-  if (view.layer && view.layer.map.width === width && view.layer.map.height === height) {
+  if (view.layer) {
     const { normalised, color } = view.layer;
     for (let i = 0; i < normalised.length; i++) {
       const v = normalised[i];
@@ -80,11 +105,12 @@ export function draw(canvas: HTMLCanvasElement, view: View): void {
       }
     }
   }
-  if (view.truth)
-    for (let i = 0; i < view.truth.data.length; i++) {
-      const c = view.colors.get(view.truth.data[i]);
-      if (c) px.set([c[0], c[1], c[2], Math.max(alpha, 96)], i * 4);
-    }
+  for (const labels of [view.labels, view.truth])
+    if (labels)
+      for (let i = 0; i < labels.data.length; i++) {
+        const c = view.colors.get(labels.data[i]);
+        if (c) px.set([c[0], c[1], c[2], Math.max(alpha, 96)], i * 4);
+      }
   const layerCanvas = new OffscreenCanvas(width, height);
   (layerCanvas.getContext("2d") as OffscreenCanvasRenderingContext2D).putImageData(overlay, 0, 0);
   ctx.drawImage(layerCanvas, 0, 0, canvas.width, canvas.height);
