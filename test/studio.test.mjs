@@ -1,7 +1,7 @@
 // ovam studio: the HTTP API on generations of the bundled tiny model (token checks, bad
 // requests, maps against the library's own attribute()), and the page driven in a real headless
 // Chromium: open an item, ask a word, move the threshold, paint and save ground truth, optimise
-// a token. Screenshots of each state go to .tap/studio-screens (or $STUDIO_SCREENS).
+// a token, evaluate. Screenshots of each state go to .tap/studio-screens (or $STUDIO_SCREENS).
 import t from "tap";
 import fs from "node:fs";
 import os from "node:os";
@@ -127,6 +127,8 @@ t.test("bad requests get clear 4xx answers and the server carries on", async (t)
     ["PUT", "/api/items/street/gt", { width: 64, height: 64, data: Buffer.alloc(4096, 77).toString("base64") }, 400, /holds label 77/],
     ["POST", "/api/jobs/optimize", { class: "car" }, 400, /no item labelled for "car" has ground truth/],
     ["POST", "/api/jobs/optimize", { class: "unicorn" }, 400, /unknown class/],
+    ["POST", "/api/jobs/eval", {}, 400, /no item has ground truth/],
+    ["POST", "/api/jobs/eval", { x: 1 }, 400, /x/],
     ["GET", "/api/jobs/abc", undefined, 404, /no job "abc"/],
     ["GET", "/page/..%2F..%2Findex.js", undefined, 404, /no page file/],
     ["DELETE", "/api/items/street", undefined, 404, /no route DELETE/],
@@ -229,6 +231,24 @@ t.test("the page in headless Chromium: ask a word, threshold, paint, save, optim
   await page.screenshot({ path: path.join(screens, "5-optimised.png") });
   const token = await ovam.loadToken(path.join(gens, "tokens", "car.safetensors"));
   t.equal(token.losses.length, 4, "four epochs' losses");
+
+  await page.click("#evaluate");
+  await page.waitForFunction(() => /Binary protocol|\[/.test(document.querySelector("#job-status").textContent), { timeout: 120_000 });
+  const shown = await page.$eval("#job-status", (e) => e.textContent);
+  t.match(shown, /Binary protocol: 1 items/, "the report's table is shown");
+  t.match(shown, /Class maps: car by its token, tree by its text/);
+  await page.screenshot({ path: path.join(screens, "6-evaluated.png") });
+  const written = JSON.parse(fs.readFileSync(path.join(gens, "eval", "report.json"), "utf8"));
+  // The same evaluation made by the library: the token's and the name's maps against the saved ground truth.
+  const image = await ovam.loadGeneration(sd, path.join(gens, "street.safetensors"));
+  const maps = {
+    car: (await ovam.attribute(image, token, { size: "latent" })).word("car"),
+    tree: (await ovam.attribute(image, "tree", { size: "latent" })).word("tree"),
+  };
+  image.dispose();
+  const expected = await ovam.evaluate([{ id: "street", maps, truth: { data: gt.data, width: 64, height: 64 } }], { protocol: "both", classes: { car: 1, tree: 2 } });
+  t.same(written.binary.at, expected.binary.at, "binary protocol as ovam.evaluate() scores it");
+  t.same(written.semantic.iou, expected.semantic.iou, "semantic protocol as ovam.evaluate() scores it");
   t.same(errors, [], "no errors in the page");
 });
 

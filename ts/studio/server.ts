@@ -95,7 +95,7 @@ export async function startStudio(target: string, opts: StudioServerOptions = {}
 
   app.get("/api/info", async () => {
     const { kind, root, classes, background, items } = studio.source;
-    return { kind, root, classes, background, items: items.length, model: studio.pipeline.folder, perBlock: false, evaluate: false };
+    return { kind, root, classes, background, items: items.length, model: studio.pipeline.folder, perBlock: false, evaluate: true };
   });
   app.get("/api/items", async (request) => {
     const { token: _, ...filter } = parse("GET /api/items", listQuery, request.query, "query");
@@ -123,6 +123,10 @@ export async function startStudio(target: string, opts: StudioServerOptions = {}
     return { file };
   });
   app.post("/api/jobs/optimize", async (request, reply) => reply.code(202).send(await studio.optimize(parse("POST /api/jobs/optimize", optimizeBody, request.body, "body"))));
+  app.post("/api/jobs/eval", async (request, reply) => {
+    parse("POST /api/jobs/eval", z.strictObject({}), request.body ?? {}, "body");
+    return reply.code(202).send(await studio.evaluate());
+  });
   app.get<{ Params: { id: string } }>("/api/jobs/:id", async (request) => studio.jobs.get(request.params.id));
 
   let address: string;

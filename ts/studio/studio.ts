@@ -5,6 +5,8 @@ import { mkdir, stat } from "node:fs/promises";
 import path from "node:path";
 
 import { InvalidArgumentError, NotFoundError } from "../errors";
+import { evaluate, type EvaluationItem } from "../eval/evaluate";
+import { table, writeReport } from "../eval/report";
 import { readInputFile, writeFileAtomic } from "../files";
 import { loadGeneration, type GeneratedImage } from "../image";
 import { attribute } from "../maps";
@@ -136,15 +138,18 @@ export class Studio {
     return { tokens: maps.tokens, words: result, ms: performance.now() - start };
   }
 
-  /** Each of the item's classes attributed on its own at the image's size: by its optimised token when this session made one, else by its name. */
-  async classMaps(id: string): Promise<{ class: StudioClass; by: "text" | "token"; map: Map2D<Float32Array> }[]> {
+  /**
+   * Each of the item's classes attributed on its own, at the image's size or the attention grid's:
+   * by its optimised token when this session made one, else by its name.
+   */
+  async classMaps(id: string, size: "image" | "latent" = "image"): Promise<{ class: StudioClass; by: "text" | "token"; map: Map2D<Float32Array> }[]> {
     const item = this.item(id);
     return this.#withGeneration(item, async (image) => {
       const result = [];
       for (const classId of item.classes) {
         const c = this.classOf(classId);
         const token = this.#tokens.get(c.id);
-        const maps = await attribute(image, token ?? c.name);
+        const maps = await attribute(image, token ?? c.name, { size });
         result.push({ class: c, by: token ? ("token" as const) : ("text" as const), map: maps.word(token ? token.text : c.name, { occurrence: 0 }) });
       }
       return result;
@@ -220,6 +225,36 @@ export class Studio {
       } finally {
         for (const image of images) image.dispose();
       }
+    });
+  }
+
+  /**
+   * Starts scoring the class maps (as classMaps() makes them, at the attention grid) of every item
+   * with ground truth against it, with ovam eval's binary protocol (and the semantic one when the
+   * background is 0); the report is also written to eval/ (report.json, per-class.csv, curve.csv,
+   * curve.png).
+   */
+  async evaluate(): Promise<JobState> {
+    const annotated: StudioItem[] = [];
+    for (const item of this.source.items) if (await this.#hasTruth(item.id)) annotated.push(item);
+    if (annotated.length === 0) throw new InvalidArgumentError("no item has ground truth; accepted: save ground truth (gt/{id}.png) for at least one");
+    return this.jobs.start("eval", async ({ progress, signal }) => {
+      progress.total = annotated.length;
+      const items: EvaluationItem[] = [];
+      const by: Record<string, "text" | "token"> = {};
+      for (const item of annotated) {
+        signal.throwIfAborted();
+        const maps = await this.classMaps(item.id, "latent");
+        for (const m of maps) by[m.class.name] = m.by;
+        items.push({ id: item.id, maps: Object.fromEntries(maps.map((m) => [m.class.name, m.map])), truth: (await this.truth(item.id)) as Map2D<Uint8Array> });
+        progress.done++;
+      }
+      const classes = Object.fromEntries(this.source.classes.map((c) => [c.name, c.id]));
+      const report = await evaluate(items, { protocol: this.source.background === 0 ? "both" : "binary", classes, signal });
+      const dir = path.join(this.source.root, "eval");
+      await mkdir(dir, { recursive: true });
+      const files = await writeReport(report, dir);
+      return { items: report.items, miou: report.binary?.at.miou ?? null, by, table: table(report), files: files.map((f) => f.path) };
     });
   }
 

@@ -265,28 +265,11 @@ $("optimize").onclick = async () => {
 };
 
 $("evaluate").onclick = async () => {
-  const report = (await runJob(() => api.evaluate(), 0, "evaluating")) as Report | undefined;
-  if (report) say("job-status", describeReport(report));
+  const result = (await runJob(() => api.evaluate(), 0, "evaluating")) as { table: string; by: Record<string, string>; files: string[] } | undefined;
+  if (!result) return;
+  const by = Object.entries(result.by).map(([name, kind]) => `${name} by its ${kind}`);
+  say("job-status", `${result.table}\n\nClass maps: ${by.join(", ")}. Written: ${result.files.join(", ")}`);
 };
-
-interface Report {
-  items: number;
-  by: Record<string, "text" | "token">;
-  binary?: { at: { threshold: number; miou: number | null; iou: Record<string, number | null> } };
-  semantic?: { miou: number | null };
-}
-
-// The report as a few lines: mIoU at the threshold, each class's IoU and what its maps came from.
-function describeReport(report: Report): string {
-  const pct = (v: number | null | undefined) => (v === null || v === undefined ? "n/a" : `${(v * 100).toFixed(1)}%`);
-  const lines = [`${report.items} annotated item(s) against their ground truth`];
-  if (report.binary) {
-    lines.push(`binary protocol at threshold ${report.binary.at.threshold}: mIoU ${pct(report.binary.at.miou)}`);
-    for (const [name, iou] of Object.entries(report.binary.at.iou)) lines.push(`  ${name} (${report.by[name] ?? "text"}): IoU ${pct(iou)}`);
-  }
-  if (report.semantic) lines.push(`semantic protocol: mIoU ${pct(report.semantic.miou)}`);
-  return lines.join("\n");
-}
 
 for (const id of ["opacity", "threshold", "as-mask"]) $(id).addEventListener("input", redraw);
 $("filters").addEventListener("change", () => listItems().catch((e) => say("count", message(e), true)));
