@@ -4,7 +4,7 @@
 import { promises as fs } from "node:fs";
 import path from "node:path";
 
-import { InvalidArgumentError, NotFoundError } from "../errors";
+import { InvalidArgumentError, ModelLoadError, NotFoundError } from "../errors";
 import { fileError } from "../files";
 import { readGenerationInfo } from "../image";
 import { safeStem } from "../cli/output";
@@ -66,7 +66,7 @@ export async function openSource(target: string, opts: { classes?: readonly stri
   for (const file of files) {
     const info = await readGenerationInfo(file).catch((error: unknown) => {
       // A folder may hold other safetensors files (tokens, maps): those are not items.
-      if (stat.isDirectory() && error instanceof InvalidArgumentError) return undefined;
+      if (stat.isDirectory() && (error instanceof InvalidArgumentError || error instanceof ModelLoadError)) return undefined;
       throw error;
     });
     if (!info) continue;

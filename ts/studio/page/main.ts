@@ -6,7 +6,7 @@ import { brush, fillPolygon, stroke } from "./paint.js";
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
 const canvas = $<HTMLCanvasElement>("canvas");
-const WORD_COLOR: [number, number, number] = [255, 64, 160];
+const WORD_COLOR: [number, number, number] = [255, 210, 0];
 
 let info: Info;
 let current:
