@@ -63,7 +63,7 @@ const optimizeBody = z.strictObject({
   lr: z.number().positive().finite().optional(),
 });
 
-/** Opens `target` (a generation file, a folder of them or a dataset folder) and serves the studio for it. */
+/** Opens `target` (a generation file or a folder of them) and serves the studio for it. */
 export async function startStudio(target: string, opts: StudioServerOptions = {}): Promise<StudioServer> {
   const { host = "127.0.0.1", port = 0, token = randomBytes(24).toString("hex"), ...open } = opts;
   const studio = await Studio.open(target, open);
@@ -95,7 +95,7 @@ export async function startStudio(target: string, opts: StudioServerOptions = {}
 
   app.get("/api/info", async () => {
     const { kind, root, classes, background, items } = studio.source;
-    return { kind, root, classes, background, items: items.length, model: studio.pipeline.folder, perBlock: false, evaluate: true };
+    return { kind, root, classes, background, items: items.length, model: studio.pipeline.folder, perBlock: false };
   });
   app.get("/api/items", async (request) => {
     const { token: _, ...filter } = parse("GET /api/items", listQuery, request.query, "query");
