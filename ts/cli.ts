@@ -11,8 +11,9 @@ import { evalCommand } from "./cli/eval";
 import { generateCommand } from "./cli/generate";
 import { optimizeCommand } from "./cli/optimize";
 import { segmentCommand } from "./cli/segment";
+import { studioCommand } from "./cli/studio";
 
-const commands: readonly Command[] = [generateCommand, attributeCommand, segmentCommand, optimizeCommand, evalCommand, demoCommand];
+const commands: readonly Command[] = [generateCommand, attributeCommand, segmentCommand, optimizeCommand, evalCommand, studioCommand, demoCommand];
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const version: string = require("../package.json").version;
@@ -41,7 +42,8 @@ Examples:
   ovam optimize out/generation.safetensors --mask maps/car.mask.png --text car --out car.safetensors
   ovam attribute out/generation.safetensors --token car.safetensors --out maps/
   ovam segment photo.jpg car tree --strength 0.3 --out seg/
-  ovam eval maps/ --truth gt/ --out report/`;
+  ovam eval maps/ --truth gt/ --out report/
+  ovam studio out/ --classes car`;
 
 async function main(argv: string[]): Promise<number> {
   const [name, ...args] = argv;
