@@ -35,6 +35,7 @@ export {
   InternalError,
   InvalidArgumentError,
   InvalidOptionError,
+  IOError,
   ModelLoadError,
   NotFoundError,
   OvamError,
