@@ -102,7 +102,7 @@ interface ClassSums {
 export class BinarySweep {
   readonly settings: SweepSettings;
   readonly thresholds: Float32Array;
-  readonly #classes = new Map<number, ClassSums>();
+  readonly #classes = new Map<string, ClassSums>();
   // A pixel is predicted at τ_k iff n > cuts[k]: τ_k itself for "gt", and for "ge" the float32
   // just below τ_k (for float32 n, n ≥ τ ⇔ n > the float below τ), so one loop serves both.
   readonly #cuts: Float32Array;
@@ -115,12 +115,13 @@ export class BinarySweep {
 
   /**
    * Scores `map` (raw values, the truth's size) against the pixels of `truth` equal to `target`,
-   * pooled under class `classId`. `what` names the pair in errors.
+   * pooled under class `key`; returns the pair's IoU at each threshold (NaN where its union is
+   * empty). `what` names the pair in errors.
    */
-  add(truth: Uint8Array, target: number, map: Float32Array, classId: number, what: string): void {
+  add(truth: Uint8Array, target: number, map: Float32Array, key: string, what: string): Float64Array {
     const K = this.settings.steps;
     const passed = this.#histograms(truth, target, map, what);
-    const { intersection, union, pairs } = this.#sums(classId);
+    const { intersection, union, pairs } = this.#sums(key);
     const [targetCount, predictedCount] = passed;
     let targets = 0;
     for (let b = 0; b <= K + 1; b++) targets += targetCount[b];
@@ -137,14 +138,15 @@ export class BinarySweep {
       iou[k] = u > 0 ? i / u : NaN;
     }
     pairs.push(iou);
+    return iou;
   }
 
-  #sums(classId: number): ClassSums {
-    let sums = this.#classes.get(classId);
+  #sums(key: string): ClassSums {
+    let sums = this.#classes.get(key);
     if (!sums) {
       const n = this.settings.steps + 1;
       sums = { intersection: new Float64Array(n), union: new Float64Array(n), pairs: [] };
-      this.#classes.set(classId, sums);
+      this.#classes.set(key, sums);
     }
     return sums;
   }
@@ -174,20 +176,19 @@ export class BinarySweep {
     return [targets, predicted];
   }
 
-  /** Class ids scored so far, increasing. */
-  get classIds(): number[] {
-    return [...this.#classes.keys()].sort((a, b) => a - b);
+  /** Class keys scored so far, in the order first scored. */
+  get classes(): string[] {
+    return [...this.#classes.keys()];
   }
 
-  /** The pooled curves and summaries, classes keyed by `label(id)`. */
-  result(label: (classId: number) => string = String): BinaryResult {
+  /** The pooled curves and summaries; classes in `order` (default: as first scored). */
+  result(order: readonly string[] = this.classes): BinaryResult {
     const K = this.settings.steps;
     const taus = [...this.thresholds];
     const result: BinaryResult = { thresholds: taus, I: {}, U: {}, iou: {}, miou: [], overall: [], summary: summarize([], taus), per_class: {}, percentiles: {}, pairs: {} };
-    const ids = this.classIds;
-    for (const id of ids) {
-      const { intersection, union, pairs } = this.#classes.get(id) as ClassSums;
-      const name = label(id);
+    const names = order.filter((name) => this.#classes.has(name));
+    for (const name of names) {
+      const { intersection, union, pairs } = this.#classes.get(name) as ClassSums;
       result.I[name] = [...intersection];
       result.U[name] = [...union];
       result.iou[name] = taus.map((_, k) => (union[k] > 0 ? intersection[k] / union[k] : null));
@@ -203,13 +204,13 @@ export class BinarySweep {
       result.pairs[name] = pairs.length;
     }
     for (let k = 0; k <= K; k++) {
-      const defined = ids.map((id) => result.iou[label(id)][k]).filter((v): v is number => v !== null);
+      const defined = names.map((name) => result.iou[name][k]).filter((v): v is number => v !== null);
       result.miou.push(defined.length ? defined.reduce((a, b) => a + b, 0) / defined.length : null);
       let i = 0;
       let u = 0;
-      for (const id of ids) {
-        i += result.I[label(id)][k];
-        u += result.U[label(id)][k];
+      for (const name of names) {
+        i += result.I[name][k];
+        u += result.U[name][k];
       }
       result.overall.push(u > 0 ? i / u : null);
     }
