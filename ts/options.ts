@@ -3,6 +3,7 @@
 import { z } from "zod";
 
 import { InvalidOptionError, type OptionIssue } from "./errors";
+import type { OptimizedToken } from "./token";
 
 export type DType = "float32" | "float16" | "bfloat16";
 /** Diffusers class names, or their short forms (native/core/schedulers/scheduler.h). */
@@ -107,6 +108,8 @@ export interface OptimizeOptions {
   gamma?: number;
   /** How maps are computed during optimisation (the size is each target's). */
   attribute?: Omit<AttributeOptions, "size">;
+  /** Start from this token's embedding (resume or fine-tune) instead of encoding the text. */
+  initial?: OptimizedToken;
   onEpoch?: (epoch: number, loss: number) => void;
   signal?: AbortSignal;
 }
@@ -270,6 +273,12 @@ export const optimizeSchema = options({
   stepSize: integer(1, 100000).default(10),
   gamma: finite("a number in (0, 1]", (v) => v > 0 && v <= 1).default(0.7),
   attribute: options(attributeShape).default(() => options(attributeShape).parse({})),
+  // Checked by shape: token.ts imports this module, so the class cannot be imported here.
+  initial: z
+    .custom<OptimizedToken>((v) => typeof v === "object" && v !== null && (v as OptimizedToken).embedding?.data instanceof Float32Array && typeof (v as OptimizedToken).context === "string", {
+      error: "an OptimizedToken (from optimizeToken(), loadToken() or loadTokens())",
+    })
+    .optional(),
   onEpoch: callback<(epoch: number, loss: number) => void>("a function (epoch, loss) => void").optional(),
   signal: abortSignal().optional(),
 });

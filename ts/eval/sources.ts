@@ -3,6 +3,7 @@
 // or from a plain folder matched by file name. Items are loaded one at a time, so a folder of
 // thousands of 512×512 maps is evaluated in bounded memory.
 import { promises as fs } from "node:fs";
+import os from "node:os";
 import path from "node:path";
 
 import { InvalidArgumentError, NotFoundError } from "../errors";
@@ -58,8 +59,10 @@ export function parseNpy(bytes: Buffer, name: string): Map2D<Float32Array> {
   if (dims.length !== 2 || !dims.every((d) => Number.isInteger(d) && d > 0)) throw bad(`shape (${shape})`);
   const [height, width] = dims;
   if (bytes.length !== start + width * height * 4) throw bad(`${bytes.length - start} data bytes for shape (${shape})`);
+  // A copy, which also aligns the floats (the header length need not be a multiple of 4).
   const data = new Float32Array(width * height);
-  for (let i = 0; i < data.length; i++) data[i] = bytes.readFloatLE(start + i * 4);
+  new Uint8Array(data.buffer).set(bytes.subarray(start));
+  if (os.endianness() === "BE") for (let i = 0; i < data.length; i++) data[i] = bytes.readFloatLE(start + i * 4);
   return { data, width, height };
 }
 
