@@ -42,7 +42,8 @@ Options:
   --protocol NAME         binary (default: per (item, class) IoU pooled per class over a
                           threshold sweep), semantic (argmax over background and classes,
                           confusion matrix) or both
-  --normalize NAME        minmax (default) or max (m / max, OVAM's notebooks)
+  --normalize NAME        max (default: m / max, OVAM's notebooks and the thesis) or minmax
+                          ((m − min) / (max − min), DAAM)
   --compare OP            gt (default: n > τ) or ge (n ≥ τ)
   --steps N               thresholds k/N for k = 0..N (default 100)
   --threshold X           the threshold of OVAM's columns, a multiple of 1/N (default 0.5)
@@ -55,7 +56,7 @@ ${COMMON_HELP}
 
 Examples:
   ovam eval maps/ --truth gt/ --out report/
-  ovam eval maps/ --truth gt/ --classes car=7,dog=12 --protocol both --normalize max`,
+  ovam eval maps/ --truth gt/ --classes car=7,dog=12 --protocol both --normalize minmax`,
 
   async run(ctx, values, positionals) {
     const [predictions, ...extra] = positionals;

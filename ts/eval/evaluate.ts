@@ -14,7 +14,7 @@ import type { Truth } from "./truth";
 export interface EvaluateOptions {
   /** "binary" (default), "semantic" or "both". */
   protocol?: "binary" | "semantic" | "both";
-  /** "minmax" (default): (m − min)/(max − min); "max": m / max (OVAM's notebooks). */
+  /** "max" (default): m / max (OVAM's notebooks, the thesis); "minmax": (m − min)/(max − min) (DAAM). */
   normalize?: "max" | "minmax";
   /** "gt" (default): predicted where n > τ; "ge": n ≥ τ. */
   compare?: "gt" | "ge";
@@ -67,7 +67,7 @@ const mapRecord = z.record(z.string(), z.custom<Map2D<Float32Array>>((v) => isPl
 const labelPlane = z.custom<Map2D<Uint8Array>>((v) => isPlane(v, Uint8Array), { error: "{ data: Uint8Array, width, height }" });
 const evaluateSchema = options({
   protocol: oneOf(["binary", "semantic", "both"]).default("binary"),
-  normalize: oneOf(["max", "minmax"]).default("minmax"),
+  normalize: oneOf(["max", "minmax"]).default("max"),
   compare: oneOf(["gt", "ge"]).default("gt"),
   steps: integer(1, 10000).default(100),
   threshold: finite("a number in [0, 1]", (v) => v >= 0 && v <= 1).default(0.5),
