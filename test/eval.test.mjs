@@ -10,6 +10,7 @@ import { spawnSync } from "node:child_process";
 import { createRequire } from "node:module";
 
 import { fixtures, readSafetensors, root } from "./helpers/golden.mjs";
+import { writePNG } from "./helpers/png.mjs";
 
 const require = createRequire(import.meta.url);
 const { evaluate } = require(path.join(root, "dist", "eval", "evaluate.js"));
@@ -116,34 +117,16 @@ async function writeFolders(root, truthAs) {
     const labels = tensors[it.gt].data;
     if (truthAs === "labels") fs.writeFileSync(path.join(gt, `${id}.png`), await encodeGray8(W, H, labels));
     else {
-      // DAAM's layout: <id>/<class>.gt.png, the object in the alpha channel (RGBA written by hand: RGB + alpha).
+      // DAAM's layout: <id>/<class>.gt.png, the object in the alpha channel.
       fs.mkdirSync(path.join(gt, id));
-      for (const k of Object.keys(it.maps)) fs.writeFileSync(path.join(gt, id, `${k}.gt.png`), await rgbaPNG(labels.map((v) => (v === Number(k) ? 255 : 0))));
+      for (const k of Object.keys(it.maps)) fs.writeFileSync(path.join(gt, id, `${k}.gt.png`), rgbaPNG(labels.map((v) => (v === Number(k) ? 255 : 0))));
     }
   }
   return { pred, gt };
 }
 
-// An RGBA PNG (colour type 6) from an alpha plane, built from encodeRGB's output by rewriting IHDR and IDAT.
-async function rgbaPNG(alpha) {
-  const zlib = await import("node:zlib");
-  const rows = Buffer.alloc((W * 4 + 1) * H);
-  for (let y = 0; y < H; y++) for (let x = 0; x < W; x++) rows[y * (W * 4 + 1) + 1 + x * 4 + 3] = alpha[y * W + x];
-  const chunk = (type, data) => {
-    const out = Buffer.alloc(12 + data.length);
-    out.writeUInt32BE(data.length, 0);
-    out.write(type, 4, "ascii");
-    data.copy(out, 8);
-    out.writeUInt32BE(zlib.crc32(out.subarray(4, 8 + data.length)), 8 + data.length);
-    return out;
-  };
-  const ihdr = Buffer.alloc(13);
-  ihdr.writeUInt32BE(W, 0);
-  ihdr.writeUInt32BE(H, 4);
-  ihdr[8] = 8;
-  ihdr[9] = 6;
-  return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk("IHDR", ihdr), chunk("IDAT", zlib.deflateSync(rows)), chunk("IEND", Buffer.alloc(0))]);
-}
+// An RGBA PNG (colour type 6), black, with the object in the alpha channel.
+const rgbaPNG = (alpha) => writePNG(W, H, 4, [...alpha].flatMap((a) => [0, 0, 0, a]));
 
 t.test("folders: .npy maps against class-index PNGs and against DAAM's RGBA masks", async (t) => {
   for (const truthAs of ["labels", "masks"]) {
