@@ -99,7 +99,7 @@ export async function evaluate(source: readonly EvaluationItem[] | EvaluationFol
   const k = Math.round(o.threshold * o.steps);
   if (Math.abs(k / o.steps - o.threshold) > 1e-9) throw new InvalidArgumentError(`${where}: threshold ${o.threshold} is not on the sweep; accepted: a multiple of 1/${o.steps}`);
   const items = await itemSource(where, source);
-  const classIds = new Map([...(items.classIds ?? []), ...Object.entries(o.classes)]);
+  const classIds = new Map(Object.entries(o.classes));
   const doBinary = o.protocol !== "semantic";
   const doSemantic = o.protocol !== "binary";
   const sweep = new BinarySweep({ normalize: o.normalize, compare: o.compare, steps: o.steps, ignore: o.ignore });
@@ -115,6 +115,8 @@ export async function evaluate(source: readonly EvaluationItem[] | EvaluationFol
   for (const id of items.ids) {
     if (o.signal?.aborted) throw abortError(where, o.signal);
     const item = await items.load(id);
+    // Ids the files record (a dataset's classes); the caller's classes option wins.
+    for (const [name, classId] of item.classIds ?? []) if (!(name in o.classes)) classIds.set(name, classId);
     const maps = item.maps.size > 0 ? item.maps : item.labels ? mapsFromLabels(item.labels, o.ignore, classIds) : undefined;
     if (!maps) {
       skipped.push({ id, reason: "no maps and no predicted labels" });

@@ -21,14 +21,14 @@ export interface LoadedItem {
   labels?: Map2D<Uint8Array>;
   /** Class-index labels of the whole image, or a 0/1 mask per class key. */
   truth: Truth | Map<string, Truth>;
+  /** Class id of each class name the item's files record (a dataset's maps). */
+  classIds?: ReadonlyMap<string, number>;
 }
 
-/** A source: item ids up front, each item loaded when scored; `classIds` names known ids. */
+/** A source: item ids up front, each item loaded when scored. */
 export interface ItemSource {
   ids: string[];
   load(id: string): Promise<LoadedItem>;
-  /** Class id of each class key the source knows (a dataset's classes). */
-  classIds?: Map<string, number>;
 }
 
 const MAX_MAP_BYTES = 1 << 30;
