@@ -276,7 +276,7 @@ t.test("--help for ovam and every command, --version", async (t) => {
     t.equal(run.status, 0, `${args}: exit 0`);
     t.match(run.stdout, /Usage: ovam <command>/, `${args}: usage`);
   }
-  for (const command of ["generate", "attribute", "optimize", "demo"]) {
+  for (const command of ["generate", "attribute", "optimize", "eval", "demo"]) {
     // Help wins over other mistakes on the line.
     const run = ovamCLI([command, "--bogus", "--help"]);
     t.equal(run.status, 0, `${command} --help: exit 0`);
