@@ -45,8 +45,17 @@ export class OptimizedToken {
       dims: JSON.stringify(this.embedding.shape),
       losses: JSON.stringify(this.losses),
     };
-    await awaitNative(native.saveTensors(resolved, { embedding: this.embedding, initial: this.initial }, metadata));
+    await writeTensors(resolved, { embedding: this.embedding, initial: this.initial }, metadata);
   }
+}
+
+// Token and bank files are written and read here only, so the file format has one home.
+function writeTensors(file: string, tensors: Record<string, Tensor>, metadata: Record<string, string>): Promise<void> {
+  return awaitNative(native.saveTensors(file, tensors, metadata));
+}
+
+function readTensors(file: string): Promise<{ tensors: Record<string, NativeTensor>; metadata: Record<string, string> }> {
+  return awaitNative(native.loadTensors(file));
 }
 
 /**
@@ -67,7 +76,7 @@ export async function saveTokens(file: string, tokens: ReadonlyMap<string, Optim
     tensors[`${name}.initial`] = token.initial;
     return { name, text: token.text, context: token.context, losses: token.losses };
   });
-  await awaitNative(native.saveTensors(resolved, tensors, { format: BANK_FORMAT, tokens: JSON.stringify(list) }));
+  await writeTensors(resolved, tensors, { format: BANK_FORMAT, tokens: JSON.stringify(list) });
 }
 
 /**
@@ -76,7 +85,7 @@ export async function saveTokens(file: string, tokens: ReadonlyMap<string, Optim
  */
 export async function loadTokens(file: string): Promise<Map<string, OptimizedToken>> {
   const resolved = path.resolve(parse("loadTokens()", pathSchema, file, "file"));
-  const { tensors, metadata } = await awaitNative(native.loadTensors(resolved));
+  const { tensors, metadata } = await readTensors(resolved);
   if (metadata.format === FORMAT) {
     const token = tokenFrom(resolved, "", tensors, metadata);
     return new Map([[token.text, token]]);
@@ -122,7 +131,7 @@ export async function resolveTokenRef(ref: string, baseDir = "."): Promise<Optim
 /** Reads a token written by token.save(). */
 export async function loadToken(file: string): Promise<OptimizedToken> {
   const resolved = path.resolve(parse("loadToken()", pathSchema, file, "file"));
-  const { tensors, metadata } = await awaitNative(native.loadTensors(resolved));
+  const { tensors, metadata } = await readTensors(resolved);
   if (metadata.format !== FORMAT || metadata.text === undefined || metadata.context === undefined)
     throw new InvalidArgumentError(`${resolved}: not an ovam token file (no ${FORMAT} metadata with text and context); token files are written by token.save()`);
   return tokenFrom(resolved, "", tensors, metadata);
