@@ -12,6 +12,7 @@ export { attribute, AttributionMaps } from "./maps";
 export { loadToken, OptimizedToken, optimizeToken, type OptimizedTokenFields } from "./token";
 export { evaluate, type EvaluateOptions, type EvaluationFolders, type EvaluationItem, type EvaluationReport } from "./eval/evaluate";
 export { writeReport as writeEvaluation } from "./eval/report";
+export { startStudio, type StudioServer, type StudioServerOptions } from "./studio/server";
 export { decodePNG, encodeGray16, encodeGray8, encodeRGB, type DecodedPNG } from "./png";
 export type {
   Activation,
@@ -31,6 +32,7 @@ export type {
 export {
   AbortError,
   AmbiguousWordError,
+  BusyError,
   ConfigError,
   DeviceError,
   DisposedError,
