@@ -221,6 +221,10 @@ t.test("the page in headless Chromium: ask a word, threshold, paint, save, optim
   const served = await call("GET", "/api/items/street/gt");
   t.same(Buffer.from(served.body.data, "base64"), Buffer.from(gt.data), "GET gt returns what was saved");
   t.same((await call("GET", "/api/items?annotated=true")).body.items.map((i) => i.id), ["street"]);
+  const byForeground = (await call("GET", "/api/items?class=car&minForeground=0.01")).body.items;
+  t.same(byForeground.map((i) => i.id), ["street"], "filtered by the car fraction of the ground truth");
+  t.equal(byForeground[0].foreground.car, gt.data.filter((v) => v === 1).length / 4096);
+  t.same((await call("GET", "/api/items?maxForeground=0.01")).body.items.map((i) => i.id), ["park"]);
 
   await page.select("#job-class", "1");
   await page.$eval("#epochs", (e) => (e.value = "4"));

@@ -7,7 +7,7 @@ import { randomBytes, timingSafeEqual } from "node:crypto";
 import { readdir, readFile } from "node:fs/promises";
 import path from "node:path";
 
-import Fastify, { type FastifyReply, type FastifyRequest } from "fastify";
+import type { FastifyReply, FastifyRequest } from "fastify";
 import { z } from "zod";
 
 import { AmbiguousWordError, BusyError, InvalidArgumentError, InvalidOptionError, NotFoundError, OvamError, WordNotFoundError } from "../errors";
@@ -63,11 +63,13 @@ const optimizeBody = z.strictObject({
   lr: z.number().positive().finite().optional(),
 });
 
-/** Opens `target` (a generation file, a folder of them or a dataset folder) and serves the studio for it. */
+/** Opens `target` (a generation file or a folder of them) and serves the studio for it. */
 export async function startStudio(target: string, opts: StudioServerOptions = {}): Promise<StudioServer> {
   const { host = "127.0.0.1", port = 0, token = randomBytes(24).toString("hex"), ...open } = opts;
   const studio = await Studio.open(target, open);
   const page = await readPage();
+  // Loaded here, so that `require("ovam")` and the other commands do not pay for the server.
+  const { default: Fastify } = await import("fastify");
   const app = Fastify({ logger: false });
 
   app.addHook("onRequest", async (request, reply) => {
@@ -95,7 +97,7 @@ export async function startStudio(target: string, opts: StudioServerOptions = {}
 
   app.get("/api/info", async () => {
     const { kind, root, classes, background, items } = studio.source;
-    return { kind, root, classes, background, items: items.length, model: studio.pipeline.folder, perBlock: false, evaluate: true };
+    return { kind, root, classes, background, items: items.length, model: studio.pipeline.folder, perBlock: false };
   });
   app.get("/api/items", async (request) => {
     const { token: _, ...filter } = parse("GET /api/items", listQuery, request.query, "query");

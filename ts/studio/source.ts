@@ -1,5 +1,5 @@
-// What the studio shows: the items of a generation file, of a folder of generation files or of a
-// dataset folder, with their classes and where each item's files are. Item ids are looked up in
+// What the studio shows: the items of a generation file or of a folder of generation files, with
+// their classes and where each item's files are. Item ids are looked up in
 // this list only, so a request can never name a path outside the folder.
 import { promises as fs } from "node:fs";
 import path from "node:path";
@@ -23,14 +23,14 @@ export interface StudioItem {
   height: number;
   /** Ids of the classes the item is labelled (or to be annotated) for. */
   classes: number[];
-  /** Fraction of the image's pixels labelled with each class, by class name (empty without labels). */
+  /** Fraction of the image's pixels of each class in its ground truth, by class name (empty until it has some). */
   foreground: Record<string, number>;
   /** Absolute paths; a generation file is what open-vocabulary maps need. */
-  files: { generation?: string; image?: string; label?: string };
+  files: { generation?: string; image?: string };
 }
 
 export interface StudioSource {
-  kind: "generations" | "dataset";
+  kind: "generations";
   /** The folder ground truth (gt/) and tokens (tokens/) are written into. */
   root: string;
   classes: StudioClass[];

@@ -19,7 +19,7 @@ import { Jobs, type JobState } from "./jobs";
 import { ITEM_ID, openSource, type StudioClass, type StudioItem, type StudioSource } from "./source";
 
 export interface StudioOpenOptions {
-  /** Class names to annotate when the source is not a dataset (ids 1, 2, …; background 0). */
+  /** Class names to annotate (ids 1, 2, …; background 0). */
   classes?: string[];
   /** The model folder; default the one the generation files record, else the bundled model. */
   model?: string;
@@ -75,7 +75,7 @@ export class Studio {
     this.#cacheSize = cacheSize;
   }
 
-  /** Opens a generation file, a folder of them or a dataset folder, and loads its model. */
+  /** Opens a generation file or a folder of them, and loads its model. */
   static async open(target: string, opts: StudioOpenOptions = {}): Promise<Studio> {
     const source = await openSource(target, { classes: opts.classes });
     const pipeline = await load(opts.model ?? source.model, opts.load);
@@ -109,6 +109,7 @@ export class Studio {
     const passing: (StudioItem & { annotated: boolean })[] = [];
     for (const item of this.source.items) {
       if (wanted && !item.classes.includes(wanted.id)) continue;
+      if (Object.keys(item.foreground).length === 0 && (await this.#hasTruth(item.id))) this.#measure(item, (await this.truth(item.id)) as Map2D<Uint8Array>);
       const fractions = wanted ? [item.foreground[wanted.name] ?? 0] : Object.values(item.foreground);
       const fraction = fractions.length ? Math.max(...fractions) : 0;
       if ((filter.minForeground !== undefined || filter.maxForeground !== undefined) && (fraction < min || fraction > max)) continue;
@@ -182,6 +183,7 @@ export class Studio {
     const file = this.#truthFile(item.id);
     await mkdir(path.dirname(file), { recursive: true });
     await writeFileAtomic(file, await encodeGray8(labels.width, labels.height, labels.data), { what: `ground truth of item "${id}"` });
+    this.#measure(item, labels);
     return file;
   }
 
@@ -266,6 +268,13 @@ export class Studio {
     this.pipeline.dispose();
   }
 
+  // The item's foreground fractions, from its ground truth.
+  #measure(item: StudioItem, truth: Map2D<Uint8Array>): void {
+    const counts = new Float64Array(256);
+    for (const v of truth.data) counts[v]++;
+    item.foreground = Object.fromEntries(this.source.classes.map((c) => [c.name, counts[c.id] / truth.data.length]));
+  }
+
   #truthFile(id: string): string {
     return path.join(this.source.root, "gt", `${id}${IMAGE_SUFFIX}`);
   }
@@ -279,7 +288,7 @@ export class Studio {
 
   #generationFile(item: StudioItem): string {
     if (!item.files.generation)
-      throw new InvalidArgumentError(`item "${item.id}" has no generation file, so no capture to attribute; accepted: datasets made with save.generation: true`);
+      throw new InvalidArgumentError(`item "${item.id}" has no generation file, so no capture to attribute; accepted: items with a generation file`);
     return item.files.generation;
   }
 

@@ -8,15 +8,13 @@ export interface StudioClass {
 }
 
 export interface Info {
-  kind: "generations" | "dataset";
+  kind: "generations";
   root: string;
   classes: StudioClass[];
   background: number;
   items: number;
   model: string;
   perBlock: boolean;
-  /** Whether POST /api/jobs/eval is offered. */
-  evaluate: boolean;
 }
 
 /** What the page reads of an item (GET /api/items/{id} has more). */
@@ -116,7 +114,6 @@ export const api = {
   attribute: (id: string, text: string, mode: string) =>
     call<{ tokens: string[]; ms: number; words: (WirePlane & { word: string })[] }>("POST", `${item(id)}/attribute`, { text, mode }),
   truth: (id: string) => optional(`${item(id)}/gt`),
-  labels: (id: string) => optional(`${item(id)}/labels`),
   saveTruth: (id: string, plane: Plane<Uint8Array>) => call<{ file: string }>("PUT", `${item(id)}/gt`, { width: plane.width, height: plane.height, data: base64(plane.data) }),
   optimize: (cls: string, epochs: number) => call<Job>("POST", "/api/jobs/optimize", { class: cls, epochs }),
   evaluate: () => call<Job>("POST", "/api/jobs/eval", {}),

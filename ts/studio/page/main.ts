@@ -9,10 +9,7 @@ const canvas = $<HTMLCanvasElement>("canvas");
 const WORD_COLOR: [number, number, number] = [255, 210, 0];
 
 let info: Info;
-let current:
-  | { item: Item; image: HTMLImageElement; truth: Plane<Uint8Array>; labels?: Plane<Uint8Array>; layers: Map<string, Layer>; shown?: string }
-  | undefined;
-const LABELS = "labels";
+let current: { item: Item; image: HTMLImageElement; truth: Plane<Uint8Array>; layers: Map<string, Layer>; shown?: string } | undefined;
 let polygon: [number, number][] = [];
 
 function say(id: string, text: string, error = false): void {
@@ -35,7 +32,7 @@ function tool(): string {
 
 function redraw(): void {
   if (!current) return;
-  const { item, image, truth, labels, layers, shown } = current;
+  const { item, image, truth, layers, shown } = current;
   const scale = Math.max(1, Math.floor(512 / Math.max(item.width, item.height)));
   const colors = new Map(info.classes.map((c) => [c.id, c.color] as const));
   const threshold = Number($<HTMLInputElement>("threshold").value);
@@ -46,7 +43,6 @@ function redraw(): void {
     height: item.height,
     scale,
     layer: shown ? layers.get(shown) : undefined,
-    labels: shown === LABELS ? labels : undefined,
     asMask: $<HTMLInputElement>("as-mask").checked,
     threshold,
     opacity: Number($<HTMLInputElement>("opacity").value),
@@ -60,7 +56,7 @@ function showLayers(): void {
   const box = $("layers");
   box.replaceChildren();
   if (!current) return;
-  for (const label of [...(current.labels ? [LABELS] : []), ...current.layers.keys()]) {
+  for (const label of current.layers.keys()) {
     const button = document.createElement("button");
     button.type = "button";
     button.textContent = label;
@@ -81,7 +77,7 @@ async function listItems(): Promise<void> {
   const cls = $<HTMLSelectElement>("filter-class").value;
   if (cls) query.class = cls;
   const [min, max] = [$<HTMLInputElement>("filter-min").value, $<HTMLInputElement>("filter-max").value];
-  if (info.kind === "dataset" && (min !== "0" || max !== "1")) Object.assign(query, { minForeground: min, maxForeground: max });
+  if (min !== "0" || max !== "1") Object.assign(query, { minForeground: min, maxForeground: max });
   if ($<HTMLInputElement>("filter-annotated").checked) query.annotated = "true";
   const { total, items } = await api.items(query);
   say("count", `${total} item(s)${total > items.length ? `, first ${items.length} shown` : ""}`);
@@ -111,8 +107,7 @@ async function open(id: string): Promise<void> {
   await image.decode();
   const saved = await api.truth(id);
   const truth = saved ?? { width: item.width, height: item.height, data: new Uint8Array(item.width * item.height).fill(info.background) };
-  const labels = info.kind === "dataset" ? await api.labels(id) : undefined;
-  current = { item, image, truth, labels, layers: new Map(), shown: labels ? LABELS : undefined };
+  current = { item, image, truth, layers: new Map() };
   polygon = [];
   $("viewer").hidden = false;
   $("item-title").textContent = `${item.id}${saved ? " (ground truth saved)" : ""}`;
@@ -132,7 +127,7 @@ async function loadClassMaps(): Promise<void> {
     const color = info.classes.find((c) => c.id === m.id)?.color ?? WORD_COLOR;
     target.layers.set(`${m.class} (${m.by})`, layer(m.class, floats(m), color, target.item.width, target.item.height));
   }
-  if (target.shown === undefined || target.shown === LABELS) target.shown = maps.length ? `${maps[0].class} (${maps[0].by})` : undefined;
+  target.shown ??= maps.length ? `${maps[0].class} (${maps[0].by})` : undefined;
   if (current === target) {
     showLayers();
     redraw();
@@ -212,12 +207,6 @@ $("from-map").onclick = () => {
   say("save-status", "unsaved changes");
   redraw();
 };
-$("from-labels").onclick = () => {
-  if (!current?.labels) return;
-  current.truth.data.set(current.labels.data);
-  say("save-status", "unsaved changes");
-  redraw();
-};
 $("clear").onclick = () => {
   current?.truth.data.fill(info.background);
   redraw();
@@ -277,15 +266,13 @@ $("ask").addEventListener("submit", (event) => void ask(event));
 
 async function start(): Promise<void> {
   info = await api.info();
-  say("source", `${info.kind === "dataset" ? "dataset" : "generations"} ${info.root}: ${info.items} item(s), model ${info.model}`);
+  say("source", `${info.kind} ${info.root}: ${info.items} item(s), model ${info.model}`);
   const classes: [string, string][] = info.classes.map((c) => [String(c.id), c.name]);
   options($<HTMLSelectElement>("filter-class"), classes);
   options($<HTMLSelectElement>("paint-class"), classes);
   options($<HTMLSelectElement>("job-class"), classes);
   $("paint").hidden = info.classes.length === 0;
   $("jobs").hidden = info.classes.length === 0;
-  $("from-labels").hidden = info.kind !== "dataset";
-  $("evaluate").hidden = !info.evaluate;
   await listItems();
   document.body.dataset.ready = "true";
 }
