@@ -7,7 +7,7 @@ import { randomBytes, timingSafeEqual } from "node:crypto";
 import { readdir, readFile } from "node:fs/promises";
 import path from "node:path";
 
-import Fastify, { type FastifyReply, type FastifyRequest } from "fastify";
+import type { FastifyReply, FastifyRequest } from "fastify";
 import { z } from "zod";
 
 import { AmbiguousWordError, BusyError, InvalidArgumentError, InvalidOptionError, NotFoundError, OvamError, WordNotFoundError } from "../errors";
@@ -68,6 +68,8 @@ export async function startStudio(target: string, opts: StudioServerOptions = {}
   const { host = "127.0.0.1", port = 0, token = randomBytes(24).toString("hex"), ...open } = opts;
   const studio = await Studio.open(target, open);
   const page = await readPage();
+  // Loaded here, so that `require("ovam")` and the other commands do not pay for the server.
+  const { default: Fastify } = await import("fastify");
   const app = Fastify({ logger: false });
 
   app.addHook("onRequest", async (request, reply) => {
