@@ -23,6 +23,7 @@
         "native/core/schedulers/lms.cpp",
         "native/core/pipelines/stable_diffusion.cpp",
         "native/core/pipelines/stable_diffusion_img2img.cpp",
+        "native/core/pipelines/stable_diffusion_xl.cpp",
         "native/core/pipelines/generation_file.cpp",
         "native/core/ovam/attention_store.cpp",
         "native/core/ovam/attribution.cpp",

@@ -11,7 +11,18 @@ export { GeneratedImage, generate, loadGeneration, readGenerationInfo, type Atte
 export { attribute, AttributionMaps, PerBlockMaps } from "./maps";
 export { segment, type Segmentation } from "./segment";
 export type { RGBInput } from "./photo";
-export { loadToken, OptimizedToken, optimizeToken, type OptimizedTokenFields } from "./token";
+export {
+  loadToken,
+  loadTokens,
+  OptimizedToken,
+  optimizeToken,
+  optimizeTokens,
+  resolveTokenRef,
+  saveTokens,
+  type OptimizedTokenFields,
+  type OptimizeTokensOptions,
+  type TrainingExample,
+} from "./token";
 export { evaluate, type EvaluateOptions, type EvaluationFolders, type EvaluationItem, type EvaluationReport } from "./eval/evaluate";
 export { writeReport as writeEvaluation } from "./eval/report";
 export { startStudio, type StudioServer, type StudioServerOptions } from "./studio/server";

@@ -130,8 +130,8 @@ export const samplingOptions = {
 export const SAMPLING_HELP = `  --steps N               denoising steps (default 50)
   --seed N                noise seed (default: random; printed and saved)
   --scheduler NAME        PNDM, DDIM, Euler, DPMSolver or LMS (default: the model's)
-  --guidance G            classifier-free guidance scale (default 7.5)
-  --negative TEXT         negative prompt`;
+  --guidance G            classifier-free guidance scale (default: the model's, 7.5 SD, 5.0 SDXL)
+  --negative TEXT         negative prompt (SDXL: none gives zero embeddings, "" is encoded)`;
 
 /** The generate() options of samplingOptions (their values are checked by generate()). */
 export function sampling(values: Values) {

@@ -1,5 +1,5 @@
 // ovam generate: one image from a prompt, saved as a PNG and as a generation file for attribution.
-import { commonOptions, COMMON_HELP, loadOptions, modelHelp, modelOptions, noExtra, required, sampling, samplingOptions, SAMPLING_HELP, size, text, type Command } from "./args";
+import { commonOptions, COMMON_HELP, loadOptions, modelHelp, modelOptions, noExtra, number, required, sampling, samplingOptions, SAMPLING_HELP, size, text, type Command } from "./args";
 import { fileList, OutputDir, safeStem } from "./output";
 import { generateAndSave, loadModel } from "./workflow";
 
@@ -13,6 +13,7 @@ export const generateCommand: Command = {
     name: { type: "string" },
     ...samplingOptions,
     size: { type: "string" },
+    "guidance-rescale": { type: "string" },
   },
   help: `Usage: ovam generate "<prompt>" --out DIR [options]
 
@@ -26,6 +27,7 @@ Options:
   --name NAME             file name stem (default: generation)
   --size WxH              image size in pixels, multiples of 8 (default: the model's)
 ${SAMPLING_HELP}
+  --guidance-rescale R    guidance rescale, 0 to 1 (default 0, off)
 
 ${modelHelp()}
 
@@ -43,6 +45,7 @@ Examples:
     const options = {
       prompt,
       ...sampling(values),
+      guidanceRescale: number(values, "guidance-rescale"),
       ...size(values),
     };
     const load = loadOptions(values);
