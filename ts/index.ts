@@ -7,21 +7,26 @@
 import { native } from "./native";
 
 export { bundledModelDir, load, Pipeline, type Tokenized } from "./pipeline";
-export { GeneratedImage, generate, loadGeneration, readGenerationInfo, type AttentionBlock, type GenerationInfo, type GenerationSettings } from "./image";
+export { GeneratedImage, generate, loadGeneration, readGenerationInfo, type AttentionBlock, type GenerationInfo, type GenerationSettings, type SelfAttentionGrid } from "./image";
 export { attribute, AttributionMaps } from "./maps";
+export { refine } from "./refine";
+export { denseCRF, type RGBImage } from "./crf";
 export { loadToken, OptimizedToken, optimizeToken, type OptimizedTokenFields } from "./token";
 export { decodePNG, encodeGray16, encodeGray8, encodeRGB, type DecodedPNG } from "./png";
 export type {
   Activation,
   AttributeOptions,
   CaptureOptions,
+  DenseCRFOptions,
   DType,
   GenerateOptions,
   LoadOptions,
   Map2D,
   MaskOptions,
   OptimizeOptions,
+  RefineOptions,
   SchedulerName,
+  SelfAttentionCapture,
   Target,
   Tensor,
   WordOptions,

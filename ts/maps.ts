@@ -2,7 +2,7 @@
 // image, with per-word maps and masks.
 import { AmbiguousWordError, awaitNative, callNative, InternalError, WordNotFoundError } from "./errors";
 import { attentionOf, type GeneratedImage } from "./image";
-import type { NativeAttributeOptions, NativeTensor } from "./native";
+import type { NativeAttributeOptions, NativeTensor, NativeText } from "./native";
 import {
   attributeSchema,
   invalidOption,
@@ -17,6 +17,7 @@ import {
 } from "./options";
 import { encodeGray16 } from "./png";
 import { findTokens, nativePipeline, type Pipeline } from "./pipeline";
+import { refinementGrid } from "./refine";
 import { OptimizedToken, tokenEmbedding } from "./token";
 
 /** Each occurrence of a word as the token indices it spans. */
@@ -85,6 +86,14 @@ export class AttributionMaps {
     return encodeGray16(this.width, this.height, Uint16Array.from(normalised, (v) => Math.round(v * 65535)));
   }
 
+  /** @internal The same tokens over other maps (refine() makes them). */
+  withMaps(maps: NativeTensor): AttributionMaps {
+    const out = new AttributionMaps(maps, this.tokens, this.ids, this.#locate);
+    const image = sources.get(this);
+    if (image) sources.set(out, image);
+    return out;
+  }
+
   #wordMap(where: string, word: string, occurrence: number | undefined): Map2D<Float32Array> {
     const checked = parse(where, textSchema, word, "word");
     const found = this.#locate(where, checked);
@@ -101,6 +110,14 @@ export class AttributionMaps {
     }
     return { data: mean, width: this.width, height: this.height };
   }
+}
+
+// The image each attribute() result was computed over (refine() reads its self-attention).
+const sources = new WeakMap<AttributionMaps, GeneratedImage>();
+
+/** The image `maps` were computed over, or undefined for maps that did not come from attribute(). */
+export function sourceImage(maps: AttributionMaps): GeneratedImage | undefined {
+  return sources.get(maps);
 }
 
 // (v − min) / (max − min); a constant map normalises to zeros.
@@ -121,21 +138,34 @@ export function minMax(data: Float32Array): Float32Array {
  */
 export async function attribute(image: GeneratedImage, text: string | OptimizedToken, options?: AttributeOptions): Promise<AttributionMaps> {
   const where = "attribute()";
-  const { size, ...o } = parse(where, attributeSchema, options ?? {});
+  const { size, refine, ...o } = parse(where, attributeSchema, options ?? {});
   const { generation, pipeline } = attentionOf(image, where, "image", { option: "mode", value: o.mode });
-  const request: NativeAttributeOptions = { ...o, size: size === "image" ? [image.height, image.width] : size === "latent" ? null : size };
+  let request: NativeAttributeOptions = { ...o, size: size === "image" ? [image.height, image.width] : size === "latent" ? null : size };
+  // Refined maps are computed on the refinement's grid, refined there, then resized to the asked size.
+  const grid = refine && refinementGrid(image, refine.side, where);
+  const output = grid && request.size ? request.size : grid ? ([grid.height, grid.width] as [number, number]) : null;
+  if (grid) request = { ...request, size: [grid.height, grid.width] };
+  const run = async (input: NativeText): Promise<NativeTensor> => {
+    const { maps } = await awaitNative(generation.attribute(input, request));
+    return grid && refine && output ? awaitNative(generation.refine(maps, { power: refine.power, side: grid.side, size: output })) : maps;
+  };
   const { pipeline: owner } = image;
   if (text instanceof OptimizedToken) {
     const embeddings = tokenEmbedding(text, pipeline.contextDim, where, "token");
     const [bos] = callNative(() => pipeline.tokenize("")).tokens;
-    const result = await awaitNative(generation.attribute({ embeddings }, request));
-    return new AttributionMaps(result.maps, [bos, text.text], [], (_, word) => (word === text.text ? [[1]] : []));
+    const maps = await run({ embeddings });
+    return withSource(new AttributionMaps(maps, [bos, text.text], [], (_, word) => (word === text.text ? [[1]] : [])), image);
   }
   if (typeof text !== "string") throw invalidOption(where, "text", text, "a string or an OptimizedToken");
   const { tokens, ids } = callNative(() => pipeline.tokenize(text));
   if (ids.length <= 2) throw invalidOption(where, "text", text, "a text with at least one token");
-  const result = await awaitNative(generation.attribute({ text }, request));
-  return new AttributionMaps(result.maps, tokens, ids, (at, word) => locateWord(at, owner, word, ids));
+  const maps = await run({ text });
+  return withSource(new AttributionMaps(maps, tokens, ids, (at, word) => locateWord(at, owner, word, ids)), image);
+}
+
+function withSource(maps: AttributionMaps, image: GeneratedImage): AttributionMaps {
+  sources.set(maps, image);
+  return maps;
 }
 
 // A word's tokens as the pipeline's tokenizer splits it, found in the attributed text's ids.

@@ -50,6 +50,47 @@ export interface CaptureOptions {
   dtype?: DType;
   /** Sum queries over steps instead of keeping each: less memory, exact for mode "linear" only. */
   streaming?: boolean;
+  /**
+   * Also keep the self-attention (every attn1) as the mean over heads, layers and steps per latent
+   * grid, for refine(); default false. One [h·w, h·w] float32 matrix per grid (64 MB at 64×64).
+   */
+  selfAttention?: SelfAttentionCapture | boolean;
+}
+
+export interface SelfAttentionCapture {
+  /** Grids to keep, by their longer side (64, 32, 16, 8 for a 512×512 SD image); default all. */
+  sides?: number[];
+  /** Which classifier-free guidance row; default "conditional". */
+  branch?: "unconditional" | "conditional";
+}
+
+/** The dense CRF's parameters (denseCRF()); the defaults are OVAM's. */
+export interface DenseCRFOptions {
+  /** Weight of the bilateral (appearance) Potts kernel; default 10. */
+  w1?: number;
+  /** Its spatial standard deviation in pixels; default 80. */
+  alpha?: number;
+  /** Its colour standard deviation in RGB units; default 13. */
+  beta?: number;
+  /** Weight of the Gaussian (smoothness) Potts kernel; default 3. */
+  w2?: number;
+  /** Its spatial standard deviation in pixels; default 3. */
+  gamma?: number;
+  /** Mean-field iterations; default 5. */
+  iterations?: number;
+  /** Threads for the filtering; 0 (default) = the machine's cores (libtorch's count, process-wide as load()'s). */
+  threads?: number;
+}
+
+export interface RefineOptions {
+  /** "sa-power": Dataset Diffusion's A^τ · c with A the captured self-attention mean. */
+  method?: "sa-power";
+  /** τ, the number of propagations along A; default 4. */
+  power?: number;
+  /** The grid of A, by its longer side; default the largest captured. */
+  side?: number;
+  /** Output [height, width], "image", or (default) the maps' own size. */
+  size?: [number, number] | "image";
 }
 
 export interface GenerateOptions {
@@ -84,6 +125,8 @@ export interface AttributeOptions {
   mapActivation?: Activation;
   /** Output [height, width], "latent" (the largest attention block's grid) or "image" (default). */
   size?: [number, number] | "latent" | "image";
+  /** Refine the maps by the image's self-attention (see refine()); "latent" is then the refinement's grid. */
+  refine?: Omit<RefineOptions, "size">;
 }
 
 /** A binary (Uint8Array of 0/1) or soft (Float32Array in [0, 1]) object mask, or [background, object] maps. */
@@ -173,11 +216,22 @@ const tensor = () =>
     // NaN or ±Infinity noise would run every step and decode to a meaningless image.
     .refine((t) => t.data.every(Number.isFinite), { error: "finite values", path: ["data"] });
 
+const sideAccepted = `an integer from 1 to ${MAX_SIZE}`;
+const selfAttentionSchema = options({
+  sides: z.array(integer(1, MAX_SIZE, sideAccepted), { error: `an array of grid sides (${sideAccepted})` }).optional(),
+  branch: oneOf(["unconditional", "conditional"]).default("conditional"),
+});
+const selfAttentionAccepted = "true, false or { sides?, branch? }";
+
 const captureSchema = options({
   midBlock: boolean().default(false),
   branch: oneOf(["unconditional", "conditional"]).default("unconditional"),
   dtype: dtype().default("float32"),
   streaming: boolean().default(false),
+  selfAttention: z
+    .union([z.boolean({ error: selfAttentionAccepted }), selfAttentionSchema], { error: selfAttentionAccepted })
+    .default(false)
+    .transform((v) => (v === true ? selfAttentionSchema.parse({}) : v)),
 });
 
 export const captureDefaults = captureSchema.parse({});
@@ -212,6 +266,11 @@ export const generateSchema = options({
   signal: abortSignal().optional(),
 });
 
+const refineShape = {
+  method: oneOf(["sa-power"]).default("sa-power"),
+  power: integer(0, 64).default(4),
+  side: integer(1, MAX_SIZE, sideAccepted).optional(),
+};
 const sizeAccepted = `[height, width] (integers from 1 to ${MAX_SIZE}), "latent" or "image"`;
 const attributeShape = {
   mode: oneOf(["softmax", "linear"]).default("softmax"),
@@ -233,6 +292,7 @@ export const attributeSchema = options({
       { error: sizeAccepted },
     )
     .default("image"),
+  refine: options(refineShape).optional(),
 });
 
 const planeAccepted = (kind: string) => `{ data: ${kind}, width, height } with data.length = width × height`;
@@ -283,6 +343,27 @@ export const maskSchema = options({
   threshold: finite("a number in [0, 1]", (v) => v >= 0 && v <= 1).default(0.5),
 });
 
+export const refineSchema = options({
+  ...refineShape,
+  size: z
+    .union([z.tuple([integer(1, MAX_SIZE, sizeAccepted), integer(1, MAX_SIZE, sizeAccepted)], { error: sizeAccepted }), z.literal("image")], {
+      error: `[height, width] (integers from 1 to ${MAX_SIZE}) or "image"`,
+    })
+    .optional(),
+});
+
+const weight = () => finite("a finite number ≥ 0", (v) => v >= 0);
+const std = () => finite("a finite number > 0", (v) => v > 0);
+export const denseCRFSchema = options({
+  w1: weight().default(10),
+  alpha: std().default(80),
+  beta: std().default(13),
+  w2: weight().default(3),
+  gamma: std().default(3),
+  iterations: integer(0, 1000).default(5),
+  threads: integer(0, 1024, "an integer from 0 (all cores) to 1024").default(0),
+});
+
 export const textSchema = string();
 export const pathSchema = string("a file path (a non-empty string)").min(1, { error: "a file path (a non-empty string)" });
 
@@ -290,6 +371,7 @@ export type ResolvedLoadOptions = z.output<typeof loadSchema>;
 export type ResolvedGenerateOptions = z.output<typeof generateSchema>;
 export type ResolvedAttributeOptions = z.output<typeof attributeSchema>;
 export type ResolvedOptimizeOptions = z.output<typeof optimizeSchema>;
+export type ResolvedRefineOptions = z.output<typeof refineSchema>;
 
 // The public interfaces and the schemas must accept the same inputs.
 type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
@@ -300,7 +382,9 @@ const inputsMatch: [
   Same<z.input<typeof optimizeSchema>, OptimizeOptions>,
   Same<z.input<typeof wordSchema>, WordOptions>,
   Same<z.input<typeof maskSchema>, MaskOptions>,
-] = [true, true, true, true, true, true];
+  Same<z.input<typeof refineSchema>, RefineOptions>,
+  Same<z.input<typeof denseCRFSchema>, DenseCRFOptions>,
+] = [true, true, true, true, true, true, true, true];
 void inputsMatch;
 
 /** `value` checked and defaulted by `schema`, or an InvalidOptionError naming each bad option. */

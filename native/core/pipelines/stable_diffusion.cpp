@@ -151,6 +151,7 @@ Generation StableDiffusion::generate(const GenerateOptions& options, const Progr
   auto latents = (noise * scheduler->init_noise_sigma()).to(device, torch::kFloat32);
 
   auto store = std::make_shared<AttentionStore>(options.capture, static_cast<int64_t>(timesteps.size()));
+  const bool observe = options.capture.enabled || options.capture.self_attention.enabled;
   const int64_t total = static_cast<int64_t>(timesteps.size());
   for (int64_t i = 0; i < total; ++i) {
     if (progress.cancel && progress.cancel->load()) throw Error(code::kAborted, "generation aborted at step " + std::to_string(i));
@@ -158,7 +159,7 @@ Generation StableDiffusion::generate(const GenerateOptions& options, const Progr
     input = scheduler->scale_model_input(input, i);
     store->begin_step(i, guided ? 2 : 1);
     auto t = torch::tensor(timesteps[i], torch::kFloat32).to(device);
-    auto eps = unet->forward(input.to(dtype), t, context, options.capture.enabled ? store.get() : nullptr).to(torch::kFloat32);
+    auto eps = unet->forward(input.to(dtype), t, context, observe ? store.get() : nullptr).to(torch::kFloat32);
     if (guided) {
       auto parts = eps.chunk(2);
       eps = parts[0] + options.guidance_scale * (parts[1] - parts[0]);
