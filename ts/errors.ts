@@ -13,6 +13,7 @@ export type ErrorCode =
   | "ERR_OVAM_SAFETENSORS"
   | "ERR_OVAM_WEIGHTS"
   | "ERR_OVAM_NOT_FOUND"
+  | "ERR_OVAM_IO"
   | "ERR_OVAM_TOKENIZER"
   | "ERR_OVAM_DEVICE"
   | "ERR_OVAM_WORD_NOT_FOUND"
@@ -112,6 +113,13 @@ export class NotFoundError extends ModelLoadError {
   }
 }
 
+/** A file that exists but cannot be read or written: permissions, a read-only or full disk. */
+export class IOError extends OvamError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super("ERR_OVAM_IO", message, options);
+  }
+}
+
 /** Tokenizer files that cannot be read or used. */
 export class TokenizerError extends ModelLoadError {
   constructor(message: string, options?: { cause?: unknown }) {
@@ -168,6 +176,7 @@ const byCode: Record<string, NativeErrorClass> = {
   ERR_OVAM_SAFETENSORS: SafetensorsError,
   ERR_OVAM_WEIGHTS: WeightsError,
   ERR_OVAM_NOT_FOUND: NotFoundError,
+  ERR_OVAM_IO: IOError,
   ERR_OVAM_TOKENIZER: TokenizerError,
   ERR_OVAM_DEVICE: DeviceError,
   ERR_OVAM_INTERNAL: InternalError,

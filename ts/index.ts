@@ -12,6 +12,8 @@ export { attribute, AttributionMaps } from "./maps";
 export { refine } from "./refine";
 export { denseCRF, type RGBImage } from "./crf";
 export { loadToken, OptimizedToken, optimizeToken, type OptimizedTokenFields } from "./token";
+export { evaluate, type EvaluateOptions, type EvaluationFolders, type EvaluationItem, type EvaluationReport } from "./eval/evaluate";
+export { writeReport as writeEvaluation } from "./eval/report";
 export { decodePNG, encodeGray16, encodeGray8, encodeRGB, type DecodedPNG } from "./png";
 export type {
   Activation,
@@ -40,6 +42,7 @@ export {
   InternalError,
   InvalidArgumentError,
   InvalidOptionError,
+  IOError,
   ModelLoadError,
   NotFoundError,
   OvamError,
