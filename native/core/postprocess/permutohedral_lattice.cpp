@@ -13,6 +13,7 @@ namespace ovam {
 namespace {
 
 constexpr int64_t kGrain = 2048;  // points or vertices per parallel piece
+constexpr int64_t kHashPiece = 1 << 14;        // points per piece of the lattice's construction
 
 // Open addressing over fixed-size integer keys; entries are numbered in insertion order. Each
 // slot keeps its entry's hash beside the index, so a probe rarely reads a key it does not want.
@@ -163,31 +164,47 @@ PermutohedralLattice::PermutohedralLattice(const float* features, int64_t n, int
 
   offset_.reset(new int32_t[n * d1]);
   barycentric_.reset(new float[n * d1]);
-  // Vertices are keyed by their first d coordinates (the last is minus their sum).
-  KeyTable vertices(d, std::min<int64_t>(n, 1 << 16));
-  // In pieces: simplices in parallel, then vertices numbered in point order on this thread.
-  constexpr int64_t kPiece = 1 << 14;
-  std::vector<Simplex> piece(std::min<int64_t>(n, kPiece));
-  int32_t key[kMaxDim];
-  for (int64_t begin = 0; begin < n; begin += kPiece) {
-    const int64_t end = std::min(n, begin + kPiece);
-    at::parallel_for(begin, end, kGrain, [&](int64_t b, int64_t e) {
-      for (int64_t i = b; i < e; ++i) enclosing_simplex(features + i * d, d, scale, piece[i - begin]);
-    });
-    for (int64_t i = begin; i < end; ++i) {
-      const Simplex& s = piece[i - begin];
-      std::copy(s.barycentric, s.barycentric + d1, barycentric_.get() + i * d1);
-      // Neighbouring points often share a simplex, and then its vertices.
-      const Simplex* previous = i > begin ? &piece[i - begin - 1] : nullptr;
-      if (previous && std::equal(s.rem0, s.rem0 + d, previous->rem0) && std::equal(s.rank, s.rank + d, previous->rank)) {
-        std::copy_n(offset_.get() + (i - 1) * d1, d1, offset_.get() + i * d1);
-        continue;
+  // Vertices are keyed by their first d coordinates (the last is minus their sum). Pieces of
+  // points number their corners in tables of their own, in parallel; the pieces' keys are then
+  // numbered on this thread in piece order and first-seen order (the order one thread walking the
+  // points would give), and the points' corners renumbered.
+  // (On one thread, one piece: its table is the lattice's, in the same order.)
+  const int64_t pieces = at::get_num_threads() == 1 ? 1 : std::clamp<int64_t>(n / kHashPiece, 1, 256);
+  std::vector<KeyTable> local;
+  local.reserve(pieces);
+  for (int64_t p = 0; p < pieces; ++p) local.emplace_back(d, std::min<int64_t>(n / pieces + 1, 1 << 14));
+  const auto piece_begin = [&](int64_t p) { return n * p / pieces; };
+  at::parallel_for(0, pieces, 1, [&](int64_t b, int64_t e) {
+    Simplex s, previous;
+    int32_t key[kMaxDim];
+    for (int64_t p = b; p < e; ++p)
+      for (int64_t i = piece_begin(p); i < piece_begin(p + 1); ++i) {
+        enclosing_simplex(features + i * d, d, scale, s);
+        std::copy(s.barycentric, s.barycentric + d1, barycentric_.get() + i * d1);
+        // Neighbouring points often share a simplex, and then its vertices.
+        if (i > piece_begin(p) && std::equal(s.rem0, s.rem0 + d, previous.rem0) && std::equal(s.rank, s.rank + d, previous.rank)) {
+          std::copy_n(offset_.get() + (i - 1) * d1, d1, offset_.get() + i * d1);
+          continue;
+        }
+        for (int r = 0; r <= d; ++r) {
+          for (int k = 0; k < d; ++k) key[k] = s.rem0[k] + canonical[r * d1 + s.rank[k]];
+          offset_[i * d1 + r] = local[p].insert(key).first;
+        }
+        previous = s;
       }
-      for (int r = 0; r <= d; ++r) {
-        for (int k = 0; k < d; ++k) key[k] = s.rem0[k] + canonical[r * d1 + s.rank[k]];
-        offset_[i * d1 + r] = vertices.insert(key).first;
-      }
+  });
+  KeyTable vertices = pieces == 1 ? std::move(local[0]) : KeyTable(d, std::min<int64_t>(n, 1 << 16));
+  if (pieces > 1) {
+    std::vector<std::vector<int32_t>> global(pieces);
+    for (int64_t p = 0; p < pieces; ++p) {
+      global[p].resize(local[p].size());
+      for (int64_t j = 0; j < local[p].size(); ++j) global[p][j] = vertices.insert(local[p].key(j)).first;
+      local[p] = KeyTable(d, 0);  // frees its memory
     }
+    at::parallel_for(0, pieces, 1, [&](int64_t b, int64_t e) {
+      for (int64_t p = b; p < e; ++p)
+        for (int64_t j = piece_begin(p) * d1; j < piece_begin(p + 1) * d1; ++j) offset_[j] = global[p][offset_[j]];
+    });
   }
   m_ = vertices.size();
   const KeyTable& table = vertices;
@@ -213,21 +230,35 @@ PermutohedralLattice::PermutohedralLattice(const float* features, int64_t n, int
     }
   });
 
-  // On one thread, splatting scatters each point onto its corners. On more, each vertex gathers
-  // its (point, weight) entries, in point order: the same sums in the same order, no atomics.
+  // The splat's entries per vertex (counting sort by pieces: each piece counts its entries per
+  // vertex, then writes them from its own offsets, so they land in point order).
   if (at::get_num_threads() == 1) return;
+  std::vector<int32_t> counts(size_t(pieces) * m_, 0);
+  at::parallel_for(0, pieces, 1, [&](int64_t b, int64_t e) {
+    for (int64_t p = b; p < e; ++p)
+      for (int64_t j = piece_begin(p) * d1; j < piece_begin(p + 1) * d1; ++j) counts[p * m_ + offset_[j]]++;
+  });
   splat_start_.assign(m_ + 1, 0);
-  for (int64_t e = 0; e < n * d1; ++e) splat_start_[offset_[e] + 1]++;
-  for (int64_t v = 0; v < m_; ++v) splat_start_[v + 1] += splat_start_[v];
+  std::vector<int64_t> next(size_t(pieces) * m_);
+  for (int64_t v = 0, at = 0; v < m_; ++v) {
+    splat_start_[v] = at;
+    for (int64_t p = 0; p < pieces; ++p) {
+      next[p * m_ + v] = at;
+      at += counts[p * m_ + v];
+    }
+    splat_start_[v + 1] = at;
+  }
   splat_point_.reset(new int32_t[n * d1]);
   splat_weight_.reset(new float[n * d1]);
-  std::vector<int64_t> fill(splat_start_.begin(), splat_start_.end() - 1);
-  for (int64_t i = 0, e = 0; i < n; ++i)
-    for (int r = 0; r <= d; ++r, ++e) {
-      const int64_t at = fill[offset_[e]]++;
-      splat_point_[at] = int32_t(i);
-      splat_weight_[at] = barycentric_[e];
-    }
+  at::parallel_for(0, pieces, 1, [&](int64_t b, int64_t e) {
+    for (int64_t p = b; p < e; ++p)
+      for (int64_t i = piece_begin(p); i < piece_begin(p + 1); ++i)
+        for (int r = 0; r <= d; ++r) {
+          const int64_t at = next[p * m_ + offset_[i * d1 + r]]++;
+          splat_point_[at] = int32_t(i);
+          splat_weight_[at] = barycentric_[i * d1 + r];
+        }
+  });
 }
 
 void PermutohedralLattice::filter(const float* in, float* out, int values) {
@@ -237,7 +268,7 @@ void PermutohedralLattice::filter(const float* in, float* out, int values) {
   blurred_.resize(m_ * V);
   auto& lattice = lattice_;
   auto& blurred = blurred_;
-  // Splat: each point's values onto its corners, weighted by its barycentric coordinates.
+  // Splat each point's values onto its corners, weighted by its barycentric coordinates.
   if (splat_start_.empty()) {
     std::fill(lattice.begin(), lattice.end(), 0.0f);
     for (int64_t i = 0; i < n_; ++i)
@@ -246,17 +277,19 @@ void PermutohedralLattice::filter(const float* in, float* out, int values) {
         float* acc = lattice.data() + int64_t(offset_[i * d1 + r]) * V;
         for (int64_t k = 0; k < V; ++k) acc[k] += w * in[i * V + k];
       }
-  } else at::parallel_for(0, m_, kGrain, [&](int64_t b, int64_t e) {
-    for (int64_t v = b; v < e; ++v) {
-      float* acc = lattice.data() + v * V;
-      std::fill(acc, acc + V, 0.0f);
-      for (int64_t s = splat_start_[v]; s < splat_start_[v + 1]; ++s) {
-        const float w = splat_weight_[s];
-        const float* x = in + int64_t(splat_point_[s]) * V;
-        for (int64_t k = 0; k < V; ++k) acc[k] += w * x[k];
+  } else {
+    at::parallel_for(0, m_, kGrain, [&](int64_t b, int64_t e) {
+      for (int64_t v = b; v < e; ++v) {
+        float* acc = lattice.data() + v * V;
+        std::fill(acc, acc + V, 0.0f);
+        for (int64_t s = splat_start_[v]; s < splat_start_[v + 1]; ++s) {
+          const float w = splat_weight_[s];
+          const float* x = in + int64_t(splat_point_[s]) * V;
+          for (int64_t k = 0; k < V; ++k) acc[k] += w * x[k];
+        }
       }
-    }
-  });
+    });
+  }
   // Blur along each axis with [½ 1 ½]; absent neighbours count as zero.
   for (int j = 0; j <= d_; ++j) {
     at::parallel_for(0, m_, kGrain, [&](int64_t b, int64_t e) {

@@ -31,8 +31,10 @@ class PermutohedralLattice {
   std::unique_ptr<int32_t[]> offset_;      // [n × (d+1)] vertex of each point's simplex corner
   std::unique_ptr<float[]> barycentric_;   // [n × (d+1)] its weight
   std::unique_ptr<int32_t[]> neighbours_;  // [(d+1) × m × 2] vertex − and + along each axis, −1 where absent
-  std::vector<int64_t> splat_start_;       // [m + 1] CSR over vertices of their (point, weight) pairs …
-  std::unique_ptr<int32_t[]> splat_point_;  // … in point order
+  // With more than one thread, each vertex's (point, weight) entries in point order, so that the
+  // splat can gather per vertex in parallel and sum in the order one thread would scatter.
+  std::vector<int64_t> splat_start_;       // [m + 1]
+  std::unique_ptr<int32_t[]> splat_point_;  // [n × (d+1)]
   std::unique_ptr<float[]> splat_weight_;
   std::vector<float> lattice_, blurred_;   // filter()'s values on the vertices
 };
