@@ -261,7 +261,7 @@ void bench_dense_crf(Report& report, const Args& args, int threads) {
     at::set_num_threads(t);
     const double s = median_time(args.runs, torch::kCPU, [&] { dense_crf(image.data(), probabilities.data(), h, w, 2, params); });
     std::snprintf(note, sizeof note, "%.2fx SimpleCRF's %.2f s (1 thread)", s / kSimpleCrfSeconds, kSimpleCrfSeconds);
-    report.add({"crf", "dense CRF 512x512, 2 labels, 5 it, " + std::to_string(t) + " thr", s, 0, 0, note});
+    report.add({"crf", "dense CRF 512x512, 2 labels, " + std::to_string(t) + " thr", s, 0, 0, note});
     if (threads == 1) break;
   }
   at::set_num_threads(threads);
