@@ -22,6 +22,7 @@
         "native/core/schedulers/dpm_solver.cpp",
         "native/core/schedulers/lms.cpp",
         "native/core/pipelines/stable_diffusion.cpp",
+        "native/core/pipelines/stable_diffusion_xl.cpp",
         "native/core/pipelines/generation_file.cpp",
         "native/core/ovam/attention_store.cpp",
         "native/core/ovam/attribution.cpp",

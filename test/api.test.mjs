@@ -164,6 +164,7 @@ t.test("generate(): the reference image through the API", async (t) => {
       negativePrompt: "",
       steps: p.steps,
       guidanceScale: p.guidance_scale,
+      guidanceRescale: 0,
       width: p.width,
       height: p.height,
       scheduler: p.scheduler,

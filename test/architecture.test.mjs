@@ -9,8 +9,10 @@ const release = (name) => JSON.parse(fs.readFileSync(path.join(fixtures, "archit
 
 // The fixture summarises the text encoder config; the releases' config.json (transformers
 // CLIPTextConfig) spells it out. CLIP's MLP is 4 × width, its context 77 tokens.
-const clipTextConfig = (c) => ({
-  architectures: ["CLIPTextModel"],
+// SDXL's second encoder is CLIPTextModelWithProjection, its projection as wide as the encoder.
+const clipTextConfig = (c, withProjection = false) => ({
+  architectures: [withProjection ? "CLIPTextModelWithProjection" : "CLIPTextModel"],
+  ...(withProjection ? { projection_dim: c.width } : {}),
   hidden_act: c.hidden_act,
   hidden_size: c.width,
   intermediate_size: 4 * c.width,
@@ -40,6 +42,11 @@ for (const name of ["sd15", "sd21"]) {
   t.test(`${name} vae`, (t) => compare(t, "vae", arch.vae_config, arch.vae));
 }
 
+t.test("sdxl unet (transformer layers per block, text_time added conditions)", (t) => {
+  const arch = release("sdxl");
+  return compare(t, "unet", arch.unet_config, arch.unet);
+});
+
 t.test("sdxl vae (same AutoencoderKL)", (t) => {
   const arch = release("sdxl");
   return compare(t, "vae", arch.vae_config, arch.vae);
@@ -48,8 +55,9 @@ t.test("sdxl vae (same AutoencoderKL)", (t) => {
 t.test("unet configs with what is not implemented are rejected, naming the key", async (t) => {
   const sd15 = release("sd15").unet_config;
   const cases = [
-    [{ ...release("sdxl").unet_config }, "transformer_layers_per_block"],
-    [{ ...sd15, transformer_layers_per_block: 1, addition_embed_type: "text_time" }, "addition_embed_type"],
+    [{ ...sd15, transformer_layers_per_block: [1, 0, 1, 1] }, "transformer_layers_per_block"],
+    [{ ...sd15, addition_embed_type: "text" }, "addition_embed_type"],
+    [{ ...sd15, addition_embed_type: "text_time" }, "addition_time_embed_dim"],
     [{ ...sd15, class_embed_type: "timestep" }, "class_embed_type"],
     [{ ...sd15, resnet_time_scale_shift: "scale_shift" }, "resnet_time_scale_shift"],
     [{ ...sd15, time_embedding_type: "fourier" }, "time_embedding_type"],
@@ -67,7 +75,11 @@ t.test("unet configs with what is not implemented are rejected, naming the key",
 });
 
 // Last: the text encoder is built by another module of the core.
-for (const name of ["sd15", "sd21"]) {
+for (const name of ["sd15", "sd21", "sdxl"]) {
   const arch = release(name);
   t.test(`${name} text_encoder`, (t) => compare(t, "text_encoder", clipTextConfig(arch.text_config), arch.text_encoder));
 }
+t.test("sdxl text_encoder_2 (CLIPTextModelWithProjection)", (t) => {
+  const arch = release("sdxl");
+  return compare(t, "text_encoder", clipTextConfig(arch.text_config_2, true), arch.text_encoder_2);
+});

@@ -50,6 +50,10 @@ t.test("package.json", async (t) => {
   t.equal(pkg.name, "ovam");
   t.equal(pkg.scripts.install, "node scripts/install.js");
   t.ok(fs.existsSync(path.join(root, "package-lock.json")), "package-lock.json exists (npm ci needs it)");
+  // npm runs a script named "preX" before every "npm run X": a script called "prebuild" would run
+  // prebuildify (minutes of node-gyp) before every build.
+  const hooks = Object.keys(pkg.scripts).filter((name) => name.startsWith("pre") && pkg.scripts[name.slice(3)] !== undefined);
+  t.same(hooks, ["pretest"], "the only pre-script is pretest (npm run build runs no prebuild step)");
 });
 
 t.test("the addon loads through node-gyp-build", async (t) => {

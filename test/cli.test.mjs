@@ -10,7 +10,7 @@ import zlib from "node:zlib";
 import { spawn, spawnSync } from "node:child_process";
 import { createRequire } from "node:module";
 
-import { root } from "./helpers/golden.mjs";
+import { fixtures, root } from "./helpers/golden.mjs";
 import { writePNG } from "./helpers/png.mjs";
 
 const require = createRequire(import.meta.url);
@@ -268,6 +268,15 @@ t.test("demo writes everything into one folder and lists it", async (t) => {
   t.match(result, { command: "demo", randomWeights: true, words: ["car", "street", "tree"] });
   t.equal(result.files.length, written.length, "the same files");
   t.ok(result.files.every((f) => fs.existsSync(f.path) && f.description.length > 0), "each listed with a description");
+});
+
+t.test("demo on an SDXL folder", async (t) => {
+  const run = ovamCLI(["demo", "--model", path.join(fixtures, "tiny-sdxl", "model"), "--steps", "2", "--epochs", "2", "--out", "demo-sdxl", "--json"]);
+  t.equal(run.status, 0, `exit 0 (${run.stderr})`);
+  const result = resultOf(run.stdout);
+  t.ok(fs.existsSync(result.sheet.path), "the sheet is written");
+  const generation = result.files.find((f) => f.path.endsWith("generation.safetensors"));
+  t.ok(generation && fs.statSync(generation.path).size > 0, "and the generation");
 });
 
 t.test("--help for ovam and every command, --version", async (t) => {

@@ -10,8 +10,9 @@ import { demoCommand } from "./cli/demo";
 import { evalCommand } from "./cli/eval";
 import { generateCommand } from "./cli/generate";
 import { optimizeCommand } from "./cli/optimize";
+import { studioCommand } from "./cli/studio";
 
-const commands: readonly Command[] = [generateCommand, attributeCommand, optimizeCommand, evalCommand, demoCommand];
+const commands: readonly Command[] = [generateCommand, attributeCommand, optimizeCommand, evalCommand, studioCommand, demoCommand];
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const version: string = require("../package.json").version;
@@ -39,7 +40,8 @@ Examples:
   ovam attribute out/generation.safetensors car street tree --out maps/
   ovam optimize out/generation.safetensors --mask maps/car.mask.png --text car --out car.safetensors
   ovam attribute out/generation.safetensors --token car.safetensors --out maps/
-  ovam eval maps/ --truth gt/ --out report/`;
+  ovam eval maps/ --truth gt/ --out report/
+  ovam studio out/ --classes car`;
 
 async function main(argv: string[]): Promise<number> {
   const [name, ...args] = argv;

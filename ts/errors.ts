@@ -18,6 +18,7 @@ export type ErrorCode =
   | "ERR_OVAM_DEVICE"
   | "ERR_OVAM_WORD_NOT_FOUND"
   | "ERR_OVAM_AMBIGUOUS_WORD"
+  | "ERR_OVAM_BUSY"
   | "ERR_OVAM_INTERNAL";
 
 /** Base class of every error ovam raises; `code` tells them apart without reading messages. */
@@ -163,6 +164,13 @@ export class AmbiguousWordError extends OvamError {
     super("ERR_OVAM_AMBIGUOUS_WORD", `"${word}" occurs ${occurrences.length} times: ${list}; pass { occurrence } to choose one`);
     this.word = word;
     this.occurrences = occurrences;
+  }
+}
+
+/** A task was asked of something already running one that cannot run two (the studio's jobs). */
+export class BusyError extends OvamError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super("ERR_OVAM_BUSY", message, options);
   }
 }
 

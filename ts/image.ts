@@ -24,9 +24,11 @@ import { nativePipeline, release, track, type Pipeline } from "./pipeline";
 /** What an image was generated with, defaults filled in. */
 export interface GenerationSettings {
   prompt: string;
-  negativePrompt: string;
+  /** Absent when none was given (SDXL then conditions on zeros). */
+  negativePrompt?: string;
   steps: number;
   guidanceScale: number;
+  guidanceRescale: number;
   width: number;
   height: number;
   /** Absent when the initial noise was given as latents. */
@@ -64,9 +66,10 @@ const fileMetadataSchema = z.object({
   model: z.string().optional(),
   settings: z.object({
     prompt: z.string(),
-    negativePrompt: z.string(),
+    negativePrompt: z.string().optional(),
     steps: z.number(),
     guidanceScale: z.number(),
+    guidanceRescale: z.number().default(0), // absent in files from before it existed
     width: z.number(),
     height: z.number(),
     seed: z.number().optional(),
@@ -195,6 +198,7 @@ export async function generate(sd: Pipeline, options: GenerateOptions): Promise<
     negativePrompt: settings.negativePrompt,
     steps: settings.steps,
     guidanceScale: settings.guidanceScale,
+    guidanceRescale: settings.guidanceRescale,
     width: settings.width,
     height: settings.height,
     seed: settings.seed,
@@ -222,9 +226,10 @@ function resolveSettings(sd: Pipeline, o: ResolvedGenerateOptions, where: string
   if (latents && o.seed !== undefined) throw invalidOption(where, "seed", o.seed, "no seed when latents are given (the latents are the noise)");
   return {
     prompt: o.prompt,
-    negativePrompt: o.negativePrompt,
+    ...(o.negativePrompt === undefined ? {} : { negativePrompt: o.negativePrompt }),
     steps: o.steps,
-    guidanceScale: o.guidanceScale,
+    guidanceScale: o.guidanceScale ?? sd.defaultGuidanceScale,
+    guidanceRescale: o.guidanceRescale,
     width,
     height,
     // Drawn here rather than natively so that every image knows, and saves, its seed.

@@ -11,9 +11,21 @@ export { GeneratedImage, generate, loadGeneration, readGenerationInfo, type Atte
 export { attribute, AttributionMaps } from "./maps";
 export { refine } from "./refine";
 export { denseCRF, type RGBImage } from "./crf";
-export { loadToken, OptimizedToken, optimizeToken, type OptimizedTokenFields } from "./token";
+export {
+  loadToken,
+  loadTokens,
+  OptimizedToken,
+  optimizeToken,
+  optimizeTokens,
+  resolveTokenRef,
+  saveTokens,
+  type OptimizedTokenFields,
+  type OptimizeTokensOptions,
+  type TrainingExample,
+} from "./token";
 export { evaluate, type EvaluateOptions, type EvaluationFolders, type EvaluationItem, type EvaluationReport } from "./eval/evaluate";
 export { writeReport as writeEvaluation } from "./eval/report";
+export { startStudio, type StudioServer, type StudioServerOptions } from "./studio/server";
 export { decodePNG, encodeGray16, encodeGray8, encodeRGB, type DecodedPNG } from "./png";
 export type {
   Activation,
@@ -36,6 +48,7 @@ export type {
 export {
   AbortError,
   AmbiguousWordError,
+  BusyError,
   ConfigError,
   DeviceError,
   DisposedError,

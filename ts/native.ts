@@ -25,9 +25,10 @@ export interface NativeCaptureOptions {
 
 export interface NativeGenerateOptions {
   prompt: string;
-  negativePrompt: string;
+  negativePrompt?: string; // undefined = none (SDXL: zero embeddings)
   steps: number;
   guidanceScale: number;
+  guidanceRescale: number;
   width: number; // 0 = model default
   height: number;
   seed?: number; // integer < 2^53; undefined with no latents = random
@@ -89,8 +90,10 @@ export interface NativePipeline {
   readonly defaultSize: [number, number]; // [height, width]
   readonly vaeScaleFactor: number;
   readonly contextDim: number;
+  readonly defaultGuidanceScale: number; // 7.5 SD, 5.0 SDXL
   tokenize(text: string): { ids: number[]; tokens: string[] }; // cheap, synchronous
   encodeText(text: string): Promise<NativeTensor>; // [T, D] in 77-token windows
+  encodePrompt(text: string): Promise<{ context: NativeTensor; pooled: NativeTensor | null }>; // [77, D]; SDXL's pooled [P]
   generate(options: NativeGenerateOptions, onStep: StepCallback | null): NativeJob<NativeGeneration>;
   loadGeneration(file: string): Promise<NativeGeneration>;
   dispose(): void;

@@ -3,6 +3,7 @@
 import { z } from "zod";
 
 import { InvalidOptionError, type OptionIssue } from "./errors";
+import type { OptimizedToken } from "./token";
 
 export type DType = "float32" | "float16" | "bfloat16";
 /** Diffusers class names, or their short forms (native/core/schedulers/scheduler.h). */
@@ -95,11 +96,17 @@ export interface RefineOptions {
 
 export interface GenerateOptions {
   prompt: string;
+  /**
+   * Left out: SD encodes "" (as diffusers); SDXL conditions on zeros (force_zeros_for_empty_prompt),
+   * while an explicit "" is encoded.
+   */
   negativePrompt?: string;
   /** Denoising steps, 1 to 1000; default 50. */
   steps?: number;
-  /** Classifier-free guidance scale; default 7.5 (≤ 1 turns guidance off). */
+  /** Classifier-free guidance scale; default the model's (7.5 SD, 5.0 SDXL); ≤ 1 turns guidance off. */
   guidanceScale?: number;
+  /** diffusers' guidance_rescale, 0 to 1 (rescales the guided prediction to the conditional one's spread); default 0, off. */
+  guidanceRescale?: number;
   /** Image size in pixels, a positive multiple of the VAE factor (8), at most 4096; default the model's. */
   width?: number;
   height?: number;
@@ -150,6 +157,8 @@ export interface OptimizeOptions {
   gamma?: number;
   /** How maps are computed during optimisation (the size is each target's). */
   attribute?: Omit<AttributeOptions, "size">;
+  /** Start from this token's embedding (resume or fine-tune) instead of encoding the text. */
+  initial?: OptimizedToken;
   onEpoch?: (epoch: number, loss: number) => void;
   signal?: AbortSignal;
 }
@@ -238,9 +247,10 @@ export const captureDefaults = captureSchema.parse({});
 
 export const generateSchema = options({
   prompt: string(),
-  negativePrompt: string().default(""),
+  negativePrompt: string().optional(),
   steps: integer(1, MAX_STEPS).default(50),
-  guidanceScale: finite("a finite number ≥ 0", (v) => v >= 0).default(7.5),
+  guidanceScale: finite("a finite number ≥ 0", (v) => v >= 0).optional(),
+  guidanceRescale: finite("a number from 0 to 1", (v) => v >= 0 && v <= 1).default(0),
   width: imageSide().optional(),
   height: imageSide().optional(),
   seed: integer(0, Number.MAX_SAFE_INTEGER, "an integer from 0 to 2^53 − 1").optional(),
@@ -330,6 +340,12 @@ export const optimizeSchema = options({
   stepSize: integer(1, 100000).default(10),
   gamma: finite("a number in (0, 1]", (v) => v > 0 && v <= 1).default(0.7),
   attribute: options(attributeShape).default(() => options(attributeShape).parse({})),
+  // Checked by shape: token.ts imports this module, so the class cannot be imported here.
+  initial: z
+    .custom<OptimizedToken>((v) => typeof v === "object" && v !== null && (v as OptimizedToken).embedding?.data instanceof Float32Array && typeof (v as OptimizedToken).context === "string", {
+      error: "an OptimizedToken (from optimizeToken(), loadToken() or loadTokens())",
+    })
+    .optional(),
   onEpoch: callback<(epoch: number, loss: number) => void>("a function (epoch, loss) => void").optional(),
   signal: abortSignal().optional(),
 });

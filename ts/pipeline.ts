@@ -39,8 +39,10 @@ export class Pipeline {
   readonly defaultSize: readonly [number, number];
   /** Pixels per latent cell (8 for Stable Diffusion): image sides are multiples of it. */
   readonly vaeScaleFactor: number;
-  /** Width of the text embeddings (768 for SD 1.x). */
+  /** Width of the text embeddings the UNet attends to (768 for SD 1.x, 2048 for SDXL). */
   readonly contextDim: number;
+  /** Classifier-free guidance scale of generate() when none is given (7.5 SD, 5.0 SDXL). */
+  readonly defaultGuidanceScale: number;
 
   /** @internal Pipelines come from load(). */
   constructor(handle: NativePipeline) {
@@ -51,6 +53,7 @@ export class Pipeline {
     this.defaultSize = [handle.defaultSize[0], handle.defaultSize[1]];
     this.vaeScaleFactor = handle.vaeScaleFactor;
     this.contextDim = handle.contextDim;
+    this.defaultGuidanceScale = handle.defaultGuidanceScale;
     handles.set(this, handle);
     track(this, handle);
   }

@@ -103,13 +103,17 @@ Napi::Value SoftmaxScores(const Napi::CallbackInfo& info) {
   });
 }
 
-// unet(folder, { latents, timestep, context, weights? }, options?) → noise prediction
+// unet(folder, { latents, timestep, context, textEmbeds?, timeIds?, weights? }, options?) → noise
+// prediction (textEmbeds and timeIds: SDXL's added conditions)
 Napi::Value UNet(const Napi::CallbackInfo& info) {
   auto folder = arg_string(info, 0, "unet folder");
   if (info.Length() < 2 || !info[1].IsObject()) throw_js(info.Env(), code::kInvalidArgument, "inputs: expected { latents, timestep, context }");
   auto in = info[1].As<Napi::Object>();
   auto latents = tensor_from_js(in.Get("latents"), "latents");
   auto context = tensor_from_js(in.Get("context"), "context");
+  AddedConditions added;
+  if (in.Get("textEmbeds").IsObject()) added.text_embeds = tensor_from_js(in.Get("textEmbeds"), "textEmbeds");
+  if (in.Get("timeIds").IsObject()) added.time_ids = tensor_from_js(in.Get("timeIds"), "timeIds");
   double timestep = get_number(in, "timestep", 0);
   auto weights = get_string(in, "weights", "");
   auto options = load_options(info, 2);
@@ -118,7 +122,9 @@ Napi::Value UNet(const Napi::CallbackInfo& info) {
     auto model = load_unet(folder, options, weights);
     auto out = model->forward(latents.to(options.device, options.dtype),
                               torch::tensor(timestep, torch::kFloat32).to(options.device),
-                              context.to(options.device, options.dtype));
+                              context.to(options.device, options.dtype), nullptr,
+                              {added.text_embeds.defined() ? added.text_embeds.to(options.device, options.dtype) : added.text_embeds,
+                               added.time_ids});
     return [out](Napi::Env env) -> Napi::Value { return tensor_to_js(env, out); };
   });
 }
@@ -236,7 +242,7 @@ Napi::Value Architecture(const Napi::CallbackInfo& info) {
     std::shared_ptr<torch::nn::Module> module;
     if (kind == "unet") module = UNet2DConditionModel(UNetConfig::from(config)).ptr();
     else if (kind == "vae") module = AutoencoderKL(VaeConfig::from(config)).ptr();
-    else if (kind == "text_encoder") module = ClipTextModel(ClipTextConfig::from(config)).ptr();
+    else if (kind == "text_encoder") module = make_clip_text_model(ClipTextConfig::from(config)).ptr();
     else throw Error(code::kInvalidArgument, "kind \"" + kind + "\": accepted unet, vae, text_encoder");
     std::vector<std::pair<std::string, std::vector<int64_t>>> params;
     for (const auto& p : module->named_parameters(true)) params.emplace_back(p.key(), p.value().sizes().vec());

@@ -129,8 +129,8 @@ Napi::Value GenerationWrap::Attribute(const Napi::CallbackInfo& info) {
   torch::Tensor embeddings;
   if (in.Get("text").IsString()) text = in.Get("text").As<Napi::String>().Utf8Value();
   else embeddings = tensor_from_js(in.Get("embeddings"), "embeddings");
-  if (embeddings.defined() && (embeddings.dim() != 2 || embeddings.size(1) != sd->text_encoder->config().hidden_size))
-    throw_js(env, code::kInvalidArgument, "embeddings must be [tokens, " + std::to_string(sd->text_encoder->config().hidden_size) + "]");
+  if (embeddings.defined() && (embeddings.dim() != 2 || embeddings.size(1) != sd->context_dim()))
+    throw_js(env, code::kInvalidArgument, "embeddings must be [tokens, " + std::to_string(sd->context_dim()) + "]");
   return Job::queue(env, [sd, g, text, embeddings, options]() {
     torch::NoGradGuard no_grad;
     std::vector<int64_t> ids;

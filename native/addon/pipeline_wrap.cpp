@@ -3,6 +3,7 @@
 #include "addon/convert.h"
 #include "addon/generation_wrap.h"
 #include "pipelines/generation_file.h"
+#include "pipelines/stable_diffusion_xl.h"
 #include "schedulers/scheduler.h"
 #include "util/errors.h"
 #include "util/safetensors.h"
@@ -40,6 +41,7 @@ Napi::Function PipelineWrap::define(Napi::Env env) {
   auto fn = DefineClass(env, "Pipeline",
                         {InstanceMethod("tokenize", &PipelineWrap::Tokenize),
                          InstanceMethod("encodeText", &PipelineWrap::EncodeText),
+                         InstanceMethod("encodePrompt", &PipelineWrap::EncodePrompt),
                          InstanceMethod("generate", &PipelineWrap::Generate),
                          InstanceMethod("loadGeneration", &PipelineWrap::LoadGeneration),
                          InstanceMethod("dispose", &PipelineWrap::Dispose)});
@@ -63,7 +65,8 @@ Napi::Object PipelineWrap::wrap(Napi::Env env, std::shared_ptr<StableDiffusion> 
   size.Set(1u, Napi::Number::New(env, double(side)));
   object.Set("defaultSize", size);
   object.Set("vaeScaleFactor", Napi::Number::New(env, double(sd->vae_scale_factor())));
-  object.Set("contextDim", Napi::Number::New(env, double(sd->text_encoder->config().hidden_size)));
+  object.Set("contextDim", Napi::Number::New(env, double(sd->context_dim())));
+  object.Set("defaultGuidanceScale", Napi::Number::New(env, sd->default_guidance_scale()));
   return object;
 }
 
@@ -104,6 +107,23 @@ Napi::Value PipelineWrap::EncodeText(const Napi::CallbackInfo& info) {
   });
 }
 
+Napi::Value PipelineWrap::EncodePrompt(const Napi::CallbackInfo& info) {
+  auto sd = get(info.Env());
+  if (info.Length() < 1 || !info[0].IsString()) throw_js(info.Env(), code::kInvalidArgument, "encodePrompt(text): text must be a string");
+  auto text = info[0].As<Napi::String>().Utf8Value();
+  return Job::queue(info.Env(), [sd, text]() {
+    torch::Tensor context, pooled;
+    if (auto xl = std::dynamic_pointer_cast<StableDiffusionXL>(sd)) std::tie(context, pooled) = xl->encode_prompt_pooled(text);
+    else context = sd->encode_prompt(text);
+    return [context, pooled](Napi::Env env) -> Napi::Value {
+      auto out = Napi::Object::New(env);
+      out.Set("context", tensor_to_js(env, context[0]));
+      out.Set("pooled", pooled.defined() ? tensor_to_js(env, pooled[0]) : env.Null());
+      return out;
+    };
+  });
+}
+
 Napi::Value PipelineWrap::Generate(const Napi::CallbackInfo& info) {
   auto env = info.Env();
   auto sd = get(env);
@@ -111,9 +131,10 @@ Napi::Value PipelineWrap::Generate(const Napi::CallbackInfo& info) {
   auto o = info[0].As<Napi::Object>();
   GenerateOptions g;
   g.prompt = get_string(o, "prompt", "");
-  g.negative_prompt = get_string(o, "negativePrompt", "");
+  if (o.Get("negativePrompt").IsString()) g.negative_prompt = o.Get("negativePrompt").As<Napi::String>().Utf8Value();
   g.steps = int64_t(get_number(o, "steps", 50));
-  g.guidance_scale = get_number(o, "guidanceScale", 7.5);
+  if (o.Get("guidanceScale").IsNumber()) g.guidance_scale = o.Get("guidanceScale").As<Napi::Number>().DoubleValue();
+  g.guidance_rescale = get_number(o, "guidanceRescale", 0);
   g.width = int64_t(get_number(o, "width", 0));
   g.height = int64_t(get_number(o, "height", 0));
   if (o.Get("seed").IsNumber()) g.seed = uint64_t(o.Get("seed").As<Napi::Number>().Int64Value());

@@ -19,6 +19,7 @@ class PipelineWrap : public Napi::ObjectWrap<PipelineWrap> {
  private:
   Napi::Value Tokenize(const Napi::CallbackInfo& info);
   Napi::Value EncodeText(const Napi::CallbackInfo& info);
+  Napi::Value EncodePrompt(const Napi::CallbackInfo& info);  // { context [77, D], pooled [P] (SDXL) or null }
   Napi::Value Generate(const Napi::CallbackInfo& info);
   Napi::Value LoadGeneration(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);

@@ -10,7 +10,7 @@ export const root = path.resolve(here, "..", "..");
 export const fixtures = path.join(root, "test", "fixtures");
 // The tiny SD 1.x model is also the bundled demo model.
 export const modelDir = (variant) =>
-  variant === "sd1" ? path.join(root, "models", "tiny-sd1") : path.join(fixtures, "tiny-sd2", "model");
+  variant === "sd1" ? path.join(root, "models", "tiny-sd1") : path.join(fixtures, `tiny-${variant}`, "model");
 
 const require = createRequire(import.meta.url);
 export const native = () => require(path.join(root, "build", "Release", "ovam.node"));

@@ -1,6 +1,6 @@
 // ovam attribute: heat maps, raw maps and masks of words (or optimised tokens) over a saved generation.
 import { loadGeneration } from "../image";
-import { loadToken } from "../token";
+import { resolveTokenRef } from "../token";
 import { choice, commonOptions, COMMON_HELP, loadOptions, modelHelp, modelOptions, number, required, text, texts, UsageError, type Command } from "./args";
 import { fileList, OutputDir } from "./output";
 import { attributeSubjects, loadModelFor, type Subject } from "./workflow";
@@ -32,7 +32,8 @@ Options:
   -o, --out DIR           output folder (created if missing; required)
   --mode NAME             softmax (default) or linear attention scores
   --threshold T           mask threshold on the normalised map, 0 to 1 (default 0.5)
-  --token FILE            also attribute a token written by "ovam optimize" (repeatable)
+  --token FILE[#NAME]     also attribute a token written by "ovam optimize", or token NAME
+                          of a bank (repeatable)
 
 ${modelHelp("generation")}
 
@@ -41,7 +42,8 @@ ${COMMON_HELP}
 Examples:
   ovam attribute out/generation.safetensors car street tree --out maps/
   ovam attribute out/generation.safetensors "city street" --mode linear --threshold 0.4 --out maps/
-  ovam attribute out/generation.safetensors --token car.safetensors --out maps/`,
+  ovam attribute out/generation.safetensors --token car.safetensors --out maps/
+  ovam attribute out/generation.safetensors --token bank.safetensors#car --out maps/`,
 
   async run(ctx, values, positionals) {
     const [file, ...words] = positionals;
@@ -55,7 +57,7 @@ Examples:
     const image = await loadGeneration(sd, file);
     const subjects: Subject[] = words.map((word) => ({ label: word, text: word }));
     for (const tokenFile of tokenFiles) {
-      const token = await loadToken(tokenFile);
+      const token = await resolveTokenRef(tokenFile);
       subjects.push({ label: `${token.text} (token)`, token });
     }
     const out = new OutputDir(outDir, ctx.reporter);

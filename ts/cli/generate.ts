@@ -17,6 +17,7 @@ export const generateCommand: Command = {
     size: { type: "string" },
     scheduler: { type: "string" },
     guidance: { type: "string" },
+    "guidance-rescale": { type: "string" },
     negative: { type: "string" },
   },
   help: `Usage: ovam generate "<prompt>" --out DIR [options]
@@ -33,8 +34,9 @@ Options:
   --seed N                noise seed (default: random; printed and saved)
   --size WxH              image size in pixels, multiples of 8 (default: the model's)
   --scheduler NAME        PNDM, DDIM, Euler, DPMSolver or LMS (default: the model's)
-  --guidance G            classifier-free guidance scale (default 7.5)
-  --negative TEXT         negative prompt
+  --guidance G            classifier-free guidance scale (default: the model's, 7.5 SD, 5.0 SDXL)
+  --guidance-rescale R    guidance rescale, 0 to 1 (default 0, off)
+  --negative TEXT         negative prompt (SDXL: none gives zero embeddings, "" is encoded)
 
 ${modelHelp()}
 
@@ -55,6 +57,7 @@ Examples:
       steps: number(values, "steps", "integer"),
       seed: number(values, "seed", "integer"),
       guidanceScale: number(values, "guidance"),
+      guidanceRescale: number(values, "guidance-rescale"),
       scheduler: text(values, "scheduler") as SchedulerName | undefined, // checked by generate()
       ...size(values),
     };

@@ -133,7 +133,7 @@ export async function folderTruth(dir: string, id: string, classes: readonly str
   for (const key of classes) {
     const file = (await Promise.all([`${key}.gt.png`, `${key}.png`].map(async (n) => ((await exists(path.join(dir, id, n))) ? path.join(dir, id, n) : undefined)))).find(Boolean);
     if (!file) continue;
-    masks.set(key, await readTruth(file, "ground truth"));
+    masks.set(key, await readTruth(file, "ground truth", true));
   }
   if (masks.size === 0)
     throw new NotFoundError(

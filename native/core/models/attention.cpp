@@ -108,7 +108,7 @@ Transformer2DModelImpl::Transformer2DModelImpl(int64_t channels, const Transform
   };
   proj_in = projection("proj_in");
   transformer_blocks = nn::List<BasicTransformerBlock>(*this, "transformer_blocks");
-  transformer_blocks.push_back(BasicTransformerBlock(channels, s));
+  for (int64_t i = 0; i < s.layers; ++i) transformer_blocks.push_back(BasicTransformerBlock(channels, s));
   proj_out = projection("proj_out");
 }
 

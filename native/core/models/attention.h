@@ -77,6 +77,7 @@ TORCH_MODULE(FeedForward);
 // The options of a block's Transformer2DModels that come from the UNet config.
 struct TransformerSettings {
   int64_t heads = 8, cross_attention_dim = 768, norm_groups = 32;
+  int64_t layers = 1;  // BasicTransformerBlocks per Transformer2DModel (SDXL: transformer_layers_per_block)
   bool use_linear_projection = false, upcast_attention = false;
 };
 

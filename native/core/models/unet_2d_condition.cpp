@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "util/errors.h"
+
 namespace ovam {
 
 namespace {
@@ -68,14 +70,23 @@ UNetConfig UNetConfig::from(const Config& c) {
   u.flip_sin_to_cos = c.get_bool("flip_sin_to_cos", u.flip_sin_to_cos);
   u.freq_shift = c.get_double("freq_shift", u.freq_shift);
   u.downsample_padding = c.get_int("downsample_padding", u.downsample_padding);
-  for (int64_t layers : c.get_int_or_ints("transformer_layers_per_block", 1, n))
-    if (layers != 1) c.reject("transformer_layers_per_block", "not implemented (only 1 is)");
+  u.transformer_layers_per_block = c.get_int_or_ints("transformer_layers_per_block", 1, n);
+  for (int64_t layers : u.transformer_layers_per_block)
+    if (layers < 1) c.reject("transformer_layers_per_block", "each entry must be at least 1");
+  if (c.has("addition_embed_type")) {
+    c.require_one_of("addition_embed_type", c.get_string("addition_embed_type", ""), {"text_time"});
+    u.text_time = true;
+    for (const char* key : {"addition_time_embed_dim", "projection_class_embeddings_input_dim"})
+      if (!c.has(key) || c.get_int(key, 0) < 1) c.reject(key, "\"text_time\" needs a positive integer here");
+    u.addition_time_embed_dim = c.get_int("addition_time_embed_dim", 0);
+    u.projection_class_embeddings_input_dim = c.get_int("projection_class_embeddings_input_dim", 0);
+  }
 
   c.require_one_of("act_fn", c.get_string("act_fn", "silu"), {"silu", "swish"});
   c.require_one_of("time_embedding_type", c.get_string("time_embedding_type", "positional"), {"positional"});
   c.require_one_of("resnet_time_scale_shift", c.get_string("resnet_time_scale_shift", "default"), {"default"});
   c.require_one_of("attention_type", c.get_string("attention_type", "default"), {"default"});
-  for (const char* key : {"class_embed_type", "addition_embed_type", "num_class_embeds", "encoder_hid_dim",
+  for (const char* key : {"class_embed_type", "num_class_embeds", "encoder_hid_dim",
                           "encoder_hid_dim_type", "time_embedding_dim", "time_embedding_act_fn", "timestep_post_act",
                           "time_cond_proj_dim", "cross_attention_norm"})
     require_null(c, key);
@@ -92,27 +103,32 @@ UNet2DConditionModelImpl::UNet2DConditionModelImpl(const UNetConfig& config) : c
   conv_in = register_module("conv_in", nn::Conv2d(config.in_channels, ch[0], 3, 1, 1));
   time_proj = register_module("time_proj", Timesteps(ch[0], config.flip_sin_to_cos, config.freq_shift));
   time_embedding = register_module("time_embedding", TimestepEmbedding(ch[0], time_embed_dim));
+  if (config.text_time) {
+    add_time_proj = register_module("add_time_proj", Timesteps(config.addition_time_embed_dim, config.flip_sin_to_cos, config.freq_shift));
+    add_embedding = register_module("add_embedding", TimestepEmbedding(config.projection_class_embeddings_input_dim, time_embed_dim));
+  }
   // diffusers registers both block lists before the mid block, which fixes the parameter order.
   down_blocks = nn::List<DownBlock2D>(*this, "down_blocks");
   up_blocks = nn::List<UpBlock2D>(*this, "up_blocks");
 
   const ResnetSettings resnet{time_embed_dim, config.norm_num_groups, config.norm_eps};
-  auto transformer = [&](bool cross_attention, int64_t heads) -> std::optional<TransformerSettings> {
+  // Block i's settings (heads and transformer layers of down block i; up blocks mirror them).
+  auto transformer = [&](bool cross_attention, int64_t i) -> std::optional<TransformerSettings> {
     if (!cross_attention) return std::nullopt;
-    return TransformerSettings{heads, config.cross_attention_dim, config.norm_num_groups, config.use_linear_projection,
-                               config.upcast_attention};
+    return TransformerSettings{config.heads[i], config.cross_attention_dim, config.norm_num_groups,
+                               config.transformer_layers_per_block[i], config.use_linear_projection, config.upcast_attention};
   };
   for (int64_t i = 0; i < n; ++i)
     down_blocks.push_back(DownBlock2D(ch[std::max<int64_t>(i - 1, 0)], ch[i], config.layers_per_block, resnet,
-                                      transformer(has_cross_attention(config.down_block_types[i]), config.heads[i]),
+                                      transformer(has_cross_attention(config.down_block_types[i]), i),
                                       /*add_downsample=*/i < n - 1, config.downsample_padding));
-  mid_block = register_module("mid_block", MidBlock2D(ch[n - 1], resnet, transformer(true, config.heads[n - 1])));
+  mid_block = register_module("mid_block", MidBlock2D(ch[n - 1], resnet, transformer(true, n - 1)));
   // Up block i mirrors down block n-1-i (channels and heads reversed, one more layer for the skips).
   for (int64_t i = 0; i < n; ++i) {
     const int64_t r = n - 1 - i;
     up_blocks.push_back(UpBlock2D(/*prev=*/ch[std::min(r + 1, n - 1)], /*in=*/ch[std::max<int64_t>(r - 1, 0)], ch[r],
                                   config.layers_per_block + 1, /*skip_connections=*/true, resnet,
-                                  transformer(has_cross_attention(config.up_block_types[i]), config.heads[r]),
+                                  transformer(has_cross_attention(config.up_block_types[i]), r),
                                   /*add_upsample=*/i < n - 1));
   }
   conv_norm_out = register_module("conv_norm_out", nn::GroupNorm(config.norm_num_groups, ch[0], config.norm_eps));
@@ -132,9 +148,10 @@ UNet2DConditionModelImpl::UNet2DConditionModelImpl(const UNetConfig& config) : c
 
 torch::Tensor UNet2DConditionModelImpl::forward(const torch::Tensor& sample, const torch::Tensor& timestep,
                                                 const torch::Tensor& encoder_hidden_states,
-                                                CrossAttentionObserver* observer) {
+                                                CrossAttentionObserver* observer, const AddedConditions& added) {
   auto timesteps = (timestep.dim() == 0 ? timestep.reshape({1}) : timestep).to(sample.device()).expand({sample.size(0)});
   auto temb = time_embedding(time_proj(timesteps).to(sample.scalar_type()));
+  if (add_embedding) temb = temb + add_embedding(text_time_embedding(added, sample.size(0), temb.scalar_type()));
   const BlockInputs in{temb, encoder_hidden_states, observer};
   auto x = conv_in(sample);
   std::vector<torch::Tensor> skips{x};
@@ -142,6 +159,24 @@ torch::Tensor UNet2DConditionModelImpl::forward(const torch::Tensor& sample, con
   x = mid_block->forward(x, in);
   for (auto& block : up_blocks) x = block->forward(x, in, &skips);
   return conv_out(torch::silu(conv_norm_out(x)));
+}
+
+torch::Tensor UNet2DConditionModelImpl::text_time_embedding(const AddedConditions& added, int64_t batch,
+                                                            torch::ScalarType dtype) {
+  const auto& text = added.text_embeds;
+  const auto& time_ids = added.time_ids;
+  if (!text.defined() || !time_ids.defined())
+    throw Error(code::kInvalidArgument, "this UNet (addition_embed_type \"text_time\") needs text_embeds and time_ids");
+  const int64_t width = config_.projection_class_embeddings_input_dim;
+  if (text.dim() != 2 || time_ids.dim() != 2 || text.size(0) != batch || time_ids.size(0) != batch ||
+      text.size(1) + time_ids.size(1) * config_.addition_time_embed_dim != width)
+    throw Error(code::kInvalidArgument, "text_embeds [" + std::to_string(batch) + ", P] and time_ids [" + std::to_string(batch) +
+                                            ", K] must give P + K·" + std::to_string(config_.addition_time_embed_dim) + " = " +
+                                            std::to_string(width) + ", got " + std::string(c10::str(text.sizes())) + " and " +
+                                            std::string(c10::str(time_ids.sizes())));
+  // As diffusers: time ids embedded flat then one row per sample, concatenated after the text.
+  auto time_embeds = add_time_proj(time_ids.to(text.device()).flatten()).reshape({batch, -1});
+  return torch::cat({text.to(torch::kFloat32), time_embeds}, -1).to(dtype);
 }
 
 std::vector<std::pair<std::string, Attention>> UNet2DConditionModelImpl::cross_attentions() { return cross_attentions_; }

@@ -1,6 +1,6 @@
-// UNet2DConditionModel (diffusers) with the SD 1.x and 2.x switches. Module tree and tensor names
-// are diffusers' own: conv_in, time_proj/time_embedding, down_blocks, up_blocks, mid_block,
-// conv_norm_out, conv_out.
+// UNet2DConditionModel (diffusers) with the SD 1.x, 2.x and XL switches. Module tree and tensor
+// names are diffusers' own: conv_in, time_proj/time_embedding, add_time_proj/add_embedding (SDXL),
+// down_blocks, up_blocks, mid_block, conv_norm_out, conv_out.
 #pragma once
 #include <torch/torch.h>
 
@@ -31,9 +31,18 @@ struct UNetConfig {
   bool use_linear_projection = false, upcast_attention = false, flip_sin_to_cos = true;
   double freq_shift = 0;
   int64_t downsample_padding = 1;
-  int64_t transformer_layers_per_block = 1;
+  std::vector<int64_t> transformer_layers_per_block;  // per down block; the mid block takes the last
+  // addition_embed_type "text_time" (SDXL): add_embedding over [text_embeds, add_time_proj(time_ids)].
+  bool text_time = false;
+  int64_t addition_time_embed_dim = 0, projection_class_embeddings_input_dim = 0;
   // Reads diffusers' config.json with its defaults; rejects (kConfig) what we do not implement.
   static UNetConfig from(const Config& config);
+};
+
+// diffusers' added_cond_kwargs for "text_time": text_embeds [B, P] (the pooled text) and time_ids
+// [B, 6] (original height, width, crop top, left, target height, width). Unused by SD 1.x/2.x.
+struct AddedConditions {
+  torch::Tensor text_embeds, time_ids;
 };
 
 class UNet2DConditionModelImpl : public torch::nn::Module {
@@ -41,9 +50,10 @@ class UNet2DConditionModelImpl : public torch::nn::Module {
   explicit UNet2DConditionModelImpl(const UNetConfig& config);
   // sample [B, C, h, w], timestep scalar or [B], encoder_hidden_states [B, T, D] → noise prediction.
   // `observer` (may be null) sees every cross-attention input. Block names are the module paths,
-  // e.g. "down_blocks.0.attentions.1.transformer_blocks.0.attn2".
+  // e.g. "down_blocks.0.attentions.1.transformer_blocks.0.attn2". `added` is required by "text_time".
   torch::Tensor forward(const torch::Tensor& sample, const torch::Tensor& timestep,
-                        const torch::Tensor& encoder_hidden_states, CrossAttentionObserver* observer = nullptr);
+                        const torch::Tensor& encoder_hidden_states, CrossAttentionObserver* observer = nullptr,
+                        const AddedConditions& added = {});
   // Each cross-attention block by module path, in module order (down, mid, up).
   std::vector<std::pair<std::string, Attention>> cross_attentions();
   const UNetConfig& config() const { return config_; }
@@ -51,12 +61,15 @@ class UNet2DConditionModelImpl : public torch::nn::Module {
   nn::Conv2d conv_in{nullptr}, conv_out{nullptr};
   Timesteps time_proj{nullptr};
   TimestepEmbedding time_embedding{nullptr};
+  Timesteps add_time_proj{nullptr};             // "text_time" only
+  TimestepEmbedding add_embedding{nullptr};     // "text_time" only
   nn::List<DownBlock2D> down_blocks;
   nn::List<UpBlock2D> up_blocks;
   MidBlock2D mid_block{nullptr};
   nn::GroupNorm conv_norm_out{nullptr};
 
  private:
+  torch::Tensor text_time_embedding(const AddedConditions& added, int64_t batch, torch::ScalarType dtype);
   UNetConfig config_;
   std::vector<std::pair<std::string, Attention>> cross_attentions_;
 };

@@ -45,9 +45,10 @@ void save_generation(const std::string& path, const Generation& g, const std::st
   Json meta;
   meta["format"] = kFormat;
   meta["prompt"] = g.options.prompt;
-  meta["negative_prompt"] = g.options.negative_prompt;
+  meta["negative_prompt"] = g.options.negative_prompt ? Json(*g.options.negative_prompt) : Json(nullptr);
   meta["steps"] = g.options.steps;
-  meta["guidance_scale"] = g.options.guidance_scale;
+  meta["guidance_scale"] = g.options.guidance_scale.value_or(0);  // generate() records the one it used
+  meta["guidance_rescale"] = g.options.guidance_rescale;
   meta["width"] = g.options.width;
   meta["height"] = g.options.height;
   if (g.options.seed) meta["seed"] = *g.options.seed;
@@ -90,9 +91,11 @@ Generation load_generation(const std::string& path, StableDiffusion& pipeline, s
   try {
     Generation g;
     g.options.prompt = meta.at("prompt").get<std::string>();
-    g.options.negative_prompt = meta.at("negative_prompt").get<std::string>();
+    // null: no negative prompt (SDXL then conditions on zeros).
+    if (!meta.at("negative_prompt").is_null()) g.options.negative_prompt = meta["negative_prompt"].get<std::string>();
     g.options.steps = meta.at("steps").get<int64_t>();
     g.options.guidance_scale = meta.at("guidance_scale").get<double>();
+    g.options.guidance_rescale = meta.value("guidance_rescale", 0.0);  // files from before it existed
     g.options.width = meta.at("width").get<int64_t>();
     g.options.height = meta.at("height").get<int64_t>();
     if (meta.contains("seed")) g.options.seed = meta["seed"].get<uint64_t>();

@@ -4,6 +4,7 @@
 #include <random>
 #include <thread>
 
+#include "pipelines/stable_diffusion_xl.h"
 #include "schedulers/scheduler.h"
 #include "util/errors.h"
 
@@ -30,11 +31,19 @@ Module build_and_load(const std::string& folder, const LoadOptions& options, Mak
   return module;
 }
 
+// diffusers' rescale_noise_cfg: the guided prediction rescaled to the conditional one's standard
+// deviation per sample, mixed back by `rescale` (over-exposure fix of Lin et al. 2023, §3.4).
+torch::Tensor rescale_noise_cfg(const torch::Tensor& guided, const torch::Tensor& conditional, double rescale) {
+  const std::vector<int64_t> dims{1, 2, 3};
+  auto rescaled = guided * (conditional.std(dims, /*unbiased=*/true, /*keepdim=*/true) / guided.std(dims, true, true));
+  return rescale * rescaled + (1 - rescale) * guided;
+}
+
 }  // namespace
 
 ClipTextModel load_text_encoder(const std::string& folder, const LoadOptions& options) {
   auto config = ClipTextConfig::from(component_config(folder));
-  return build_and_load<ClipTextModel>(folder, options, [&] { return ClipTextModel(config); }, read_weights(folder),
+  return build_and_load<ClipTextModel>(folder, options, [&] { return make_clip_text_model(config); }, read_weights(folder),
                                        ClipTextModelImpl::ignored_tensors());
 }
 
@@ -54,51 +63,59 @@ AutoencoderKL load_vae(const std::string& folder, const LoadOptions& options) {
 
 std::shared_ptr<StableDiffusion> StableDiffusion::load(const std::string& folder, const PipelineOptions& options) {
   if (!fs::is_directory(folder)) throw Error(code::kNotFound, folder + ": no such model folder");
-  if (!fs::is_regular_file(fs::path(folder) / "model_index.json"))
+  const fs::path root(folder);
+  if (!fs::is_regular_file(root / "model_index.json"))
     throw Error(code::kNotFound, folder + ": no model_index.json (expected a diffusers Stable Diffusion folder)");
+  const auto model_index = Config::load((root / "model_index.json").string());
   // Threads are process-wide in libtorch; the last load's setting wins.
   int threads = options.threads > 0 ? options.threads : static_cast<int>(std::thread::hardware_concurrency());
   at::set_num_threads(std::max(1, threads));
 
-  auto sd = std::make_shared<StableDiffusion>();
+  const bool xl = model_index.get_string("_class_name", "") == "StableDiffusionXLPipeline" || model_index.has("text_encoder_2");
+  std::shared_ptr<StableDiffusion> sd = xl ? std::make_shared<StableDiffusionXL>() : std::make_shared<StableDiffusion>();
   sd->folder = folder;
   sd->device = parse_device(options.device);
   sd->dtype = parse_dtype(options.dtype);
-  LoadOptions load{sd->device, sd->dtype, true};
-  const fs::path root(folder);
-  sd->tokenizer = ClipTokenizer::from_folder((root / "tokenizer").string());
-  sd->text_encoder = load_text_encoder((root / "text_encoder").string(), load);
-  sd->unet = load_unet((root / "unet").string(), load);
+  sd->load_components(root, LoadOptions{sd->device, sd->dtype, true}, model_index);
+  return sd;
+}
+
+void StableDiffusion::load_components(const fs::path& root, const LoadOptions& load, const Config&) {
+  tokenizer = ClipTokenizer::from_folder((root / "tokenizer").string());
+  text_encoder = load_text_encoder((root / "text_encoder").string(), load);
+  unet = load_unet((root / "unet").string(), load);
   // The VAE decodes in float32 on float16 checkpoints' advice (force_upcast) unless bfloat16.
   LoadOptions vae_load = load;
-  if (sd->dtype == torch::kFloat16) vae_load.dtype = torch::kFloat32;
-  sd->vae = load_vae((root / "vae").string(), vae_load);
+  if (dtype == torch::kFloat16) vae_load.dtype = torch::kFloat32;
+  vae = load_vae((root / "vae").string(), vae_load);
   auto scheduler_file = root / "scheduler" / "scheduler_config.json";
-  sd->scheduler_config = std::make_shared<Config>(Config::load(scheduler_file.string()));
-  sd->scheduler_class = sd->scheduler_config->get_string("_class_name", "PNDMScheduler");
-  make_scheduler(sd->scheduler_class, *sd->scheduler_config);  // rejects an unsupported scheduler now, not mid-generation
-  return sd;
+  scheduler_config = std::make_shared<Config>(Config::load(scheduler_file.string()));
+  scheduler_class = scheduler_config->get_string("_class_name", "PNDMScheduler");
+  make_scheduler(scheduler_class, *scheduler_config);  // rejects an unsupported scheduler now, not mid-generation
 }
 
 int64_t StableDiffusion::vae_scale_factor() const {
   return int64_t(1) << (vae->config().block_out_channels.size() - 1);
 }
 
-torch::Tensor StableDiffusion::encode_ids(const std::vector<int64_t>& padded_ids) {
+torch::Tensor StableDiffusion::encode_prompt(const std::string& text) {
   torch::NoGradGuard no_grad;
-  auto ids = torch::tensor(padded_ids, torch::kInt64).unsqueeze(0).to(device);
-  return text_encoder->forward(ids);
+  return text_encoder->forward(torch::tensor(tokenizer.encode_padded(text), torch::kInt64).unsqueeze(0).to(device));
 }
 
-torch::Tensor StableDiffusion::encode_prompt(const std::string& text) {
-  return encode_ids(tokenizer.encode_padded(text));
+Conditioning StableDiffusion::condition(const GenerateOptions& options, int64_t, int64_t, bool guided) {
+  auto cond = encode_prompt(options.prompt);
+  if (!guided) return {cond, {}};
+  return {torch::cat({encode_prompt(options.negative_prompt.value_or("")), cond}), {}};
 }
+
+torch::Tensor StableDiffusion::encode_window(const torch::Tensor& ids) { return text_encoder->forward(ids)[0]; }
 
 torch::Tensor StableDiffusion::encode_tokens(const std::vector<int64_t>& ids) {
   torch::NoGradGuard no_grad;
   const size_t window = ClipTokenizer::kContextLength;
   auto encode = [&](const std::vector<int64_t>& part) {
-    return text_encoder->forward(torch::tensor(part, torch::kInt64).unsqueeze(0).to(device))[0];
+    return encode_window(torch::tensor(part, torch::kInt64).unsqueeze(0).to(device));
   };
   if (ids.size() <= window) return encode(ids);
   // Content tokens in windows of 75, each framed by bos/eos as the encoder was trained; the
@@ -132,9 +149,9 @@ Generation StableDiffusion::generate(const GenerateOptions& options, const Progr
   scheduler->set_timesteps(options.steps);
   const auto& timesteps = scheduler->timesteps();
 
-  const bool guided = options.guidance_scale > 1.0;  // diffusers skips CFG at scale ≤ 1
-  auto cond = encode_prompt(options.prompt);
-  auto context = guided ? torch::cat({encode_prompt(options.negative_prompt), cond}) : cond;
+  const double guidance = options.guidance_scale.value_or(default_guidance_scale());
+  const bool guided = guidance > 1.0;  // diffusers skips CFG at scale ≤ 1
+  const auto conditioning = condition(options, height, width, guided);
 
   const std::vector<int64_t> shape{1, unet->config().in_channels, height / factor, width / factor};
   torch::Tensor noise;
@@ -159,10 +176,13 @@ Generation StableDiffusion::generate(const GenerateOptions& options, const Progr
     input = scheduler->scale_model_input(input, i);
     store->begin_step(i, guided ? 2 : 1);
     auto t = torch::tensor(timesteps[i], torch::kFloat32).to(device);
-    auto eps = unet->forward(input.to(dtype), t, context, observe ? store.get() : nullptr).to(torch::kFloat32);
+    auto eps = unet->forward(input.to(dtype), t, conditioning.context, observe ? store.get() : nullptr,
+                             conditioning.added)
+                   .to(torch::kFloat32);
     if (guided) {
       auto parts = eps.chunk(2);
-      eps = parts[0] + options.guidance_scale * (parts[1] - parts[0]);
+      eps = parts[0] + guidance * (parts[1] - parts[0]);
+      if (options.guidance_rescale > 0) eps = rescale_noise_cfg(eps, parts[1], options.guidance_rescale);
     }
     latents = scheduler->step(eps, i, latents);
     if (progress.on_step) progress.on_step(i + 1, total);
@@ -173,6 +193,7 @@ Generation StableDiffusion::generate(const GenerateOptions& options, const Progr
   g.options = options;
   g.options.width = width;
   g.options.height = height;
+  g.options.guidance_scale = guidance;
   g.latents = latents.to(torch::kCPU);
   auto decoded = vae->decode((latents / vae->config().scaling_factor).to(vae->parameters()[0].scalar_type()));
   g.image = (decoded.to(torch::kFloat32) / 2 + 0.5).clamp(0, 1)[0].permute({1, 2, 0}).contiguous().to(torch::kCPU);

@@ -1,9 +1,11 @@
 // The one way through the engine: tokenizer → text encoder → UNet (with attention capture) →
-// scheduler → VAE, loaded from a diffusers folder.
+// scheduler → VAE, loaded from a diffusers folder. SDXL (stable_diffusion_xl.h) changes only the
+// text encoding and the UNet's added conditions; the loop, capture and attribution are these.
 #pragma once
 #include <torch/torch.h>
 
 #include <atomic>
+#include <filesystem>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -26,9 +28,14 @@ struct PipelineOptions {
 };
 
 struct GenerateOptions {
-  std::string prompt, negative_prompt;
+  std::string prompt;
+  // Absent: SD encodes "" (as diffusers); SDXL with force_zeros_for_empty_prompt uses zeros, while
+  // an explicit "" is encoded.
+  std::optional<std::string> negative_prompt;
   int64_t steps = 50;
-  double guidance_scale = 7.5;
+  std::optional<double> guidance_scale;  // absent = the pipeline's default (SD 7.5, SDXL 5.0)
+  // diffusers' guidance_rescale (rescale_noise_cfg, Lin et al. 2023, §3.4): 0 = off.
+  double guidance_rescale = 0;
   int64_t width = 0, height = 0;  // 0 = the UNet's sample_size × VAE scale factor
   std::optional<uint64_t> seed;   // initial noise as torch.Generator().manual_seed(seed) on the CPU
   torch::Tensor latents;          // or the noise itself [1, 4, h, w] (before init_noise_sigma)
@@ -42,6 +49,12 @@ struct Generation {
   torch::Tensor image;        // [H, W, 3] float32 in [0, 1] (CPU)
   std::shared_ptr<AttentionStore> store;
   std::vector<double> timesteps;
+};
+
+// What the UNet is conditioned on, one row per CFG branch ([unconditional; conditional] with guidance).
+struct Conditioning {
+  torch::Tensor context;  // encoder_hidden_states [B, 77, D]
+  AddedConditions added;  // SDXL's pooled text and size conditions (undefined for SD 1.x/2.x)
 };
 
 // Progress and cancellation: called after each step; the flag is polled between steps and blocks.
@@ -58,16 +71,22 @@ AutoencoderKL load_vae(const std::string& folder, const LoadOptions& options);
 
 class StableDiffusion {
  public:
+  virtual ~StableDiffusion() = default;
+  // SD 1.x/2.x, or SDXL when model_index.json names StableDiffusionXLPipeline.
   static std::shared_ptr<StableDiffusion> load(const std::string& folder, const PipelineOptions& options);
 
-  // Padded ids → last hidden state [1, 77, D] (prompts: diffusers truncates at 77 tokens).
-  torch::Tensor encode_ids(const std::vector<int64_t>& padded_ids);
-  torch::Tensor encode_prompt(const std::string& text);
+  // The prompt's encoder_hidden_states [1, 77, D] (diffusers truncates prompts at 77 tokens).
+  virtual torch::Tensor encode_prompt(const std::string& text);
   // Unpadded ids (bos … eos) → [T, D], as OVAM encodes attribution texts; texts over 77 tokens are
   // encoded in windows of 75 and joined, so any length works.
   torch::Tensor encode_tokens(const std::vector<int64_t>& ids);
+  // The UNet's conditioning for a generation of height × width.
+  virtual Conditioning condition(const GenerateOptions& options, int64_t height, int64_t width, bool guided);
   Generation generate(const GenerateOptions& options, const Progress& progress = {});
   int64_t vae_scale_factor() const;
+  // Width of the text embeddings the UNet attends to (attribution and optimised tokens use it).
+  int64_t context_dim() const { return unet->config().cross_attention_dim; }
+  virtual double default_guidance_scale() const { return 7.5; }
 
   std::string folder;
   torch::Device device = torch::kCPU;
@@ -78,6 +97,12 @@ class StableDiffusion {
   AutoencoderKL vae{nullptr};
   std::string scheduler_class;
   std::shared_ptr<Config> scheduler_config;
+
+ protected:
+  // Each component of the folder (model_index.json given); SDXL adds its second encoder.
+  virtual void load_components(const std::filesystem::path& root, const LoadOptions& load, const Config& model_index);
+  // One window of unpadded ids [1, T] → [T, D].
+  virtual torch::Tensor encode_window(const torch::Tensor& ids);
 };
 
 }  // namespace ovam

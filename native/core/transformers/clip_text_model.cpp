@@ -18,6 +18,11 @@ ClipTextConfig ClipTextConfig::from(const Config& config) {
   c.hidden_act = config.get_string("hidden_act", c.hidden_act);
   c.layer_norm_eps = config.get_double("layer_norm_eps", c.layer_norm_eps);
   config.require_one_of("hidden_act", c.hidden_act, {"quick_gelu", "gelu"});
+  const auto architectures = config.get_strings("architectures", {"CLIPTextModel"});
+  if (architectures.size() != 1) config.reject("architectures", "expected one class name");
+  config.require_one_of("architectures", architectures[0], {"CLIPTextModel", "CLIPTextModelWithProjection"});
+  c.with_projection = architectures[0] == "CLIPTextModelWithProjection";
+  c.projection_dim = config.get_int("projection_dim", c.projection_dim);
   if (c.num_attention_heads <= 0 || c.hidden_size % c.num_attention_heads != 0)
     config.reject("num_attention_heads", "must divide hidden_size (" + std::to_string(c.hidden_size) + ")");
   return c;
@@ -75,7 +80,7 @@ ClipTextModelImpl::ClipTextModelImpl(const ClipTextConfig& config) : config_(con
   final_layer_norm_ = text_model->register_module("final_layer_norm", nn::LayerNorm(config.hidden_size, config.layer_norm_eps));
 }
 
-torch::Tensor ClipTextModelImpl::forward(const torch::Tensor& ids) {
+torch::Tensor ClipTextModelImpl::embed(const torch::Tensor& ids) {
   if (ids.dim() != 2) throw Error(code::kInvalidArgument, "token ids must be [batch, tokens], got " + std::to_string(ids.dim()) + " dimensions");
   if (ids.numel() > 0) {
     const auto low = ids.min().item<int64_t>(), high = ids.max().item<int64_t>();
@@ -83,10 +88,18 @@ torch::Tensor ClipTextModelImpl::forward(const torch::Tensor& ids) {
       throw Error(code::kInvalidArgument, "token id " + std::to_string(low < 0 ? low : high) + " is outside the vocabulary (0.." +
                                               std::to_string(config_.vocab_size - 1) + ")");
   }
-  return forward_embeddings(token_embedding_(ids));
+  return token_embedding_(ids);
 }
 
+torch::Tensor ClipTextModelImpl::forward(const torch::Tensor& ids) { return forward_embeddings(embed(ids)); }
+
 torch::Tensor ClipTextModelImpl::forward_embeddings(const torch::Tensor& token_embeddings) {
+  return final_layer_norm_(encoder_states(token_embeddings).back());
+}
+
+std::vector<torch::Tensor> ClipTextModelImpl::hidden_states(const torch::Tensor& ids) { return encoder_states(embed(ids)); }
+
+std::vector<torch::Tensor> ClipTextModelImpl::encoder_states(const torch::Tensor& token_embeddings) {
   if (token_embeddings.dim() != 3 || token_embeddings.size(2) != config_.hidden_size)
     throw Error(code::kInvalidArgument, "token embeddings must be [batch, tokens, " + std::to_string(config_.hidden_size) +
                                             "], got " + std::string(c10::str(token_embeddings.sizes())));
@@ -94,9 +107,9 @@ torch::Tensor ClipTextModelImpl::forward_embeddings(const torch::Tensor& token_e
   if (t < 1 || t > config_.max_position_embeddings)
     throw Error(code::kInvalidArgument, "the text encoder takes 1 to " + std::to_string(config_.max_position_embeddings) +
                                             " tokens at once, got " + std::to_string(t));
-  auto x = token_embeddings + position_embedding_->weight.slice(0, 0, t);
-  for (auto& layer : layers_) x = layer(x);
-  return final_layer_norm_(x);
+  std::vector<torch::Tensor> states{token_embeddings + position_embedding_->weight.slice(0, 0, t)};
+  for (auto& layer : layers_) states.push_back(layer(states.back()));
+  return states;
 }
 
 torch::Tensor ClipTextModelImpl::token_embedding_weight() const { return token_embedding_->weight; }
@@ -104,6 +117,22 @@ torch::Tensor ClipTextModelImpl::token_embedding_weight() const { return token_e
 const std::set<std::string>& ClipTextModelImpl::ignored_tensors() {
   static const std::set<std::string> names{"text_model.embeddings.position_ids"};
   return names;
+}
+
+ClipTextModel make_clip_text_model(const ClipTextConfig& config) {
+  if (!config.with_projection) return ClipTextModel(config);
+  return ClipTextModel(std::shared_ptr<ClipTextModelImpl>(std::make_shared<ClipTextModelWithProjectionImpl>(config)));
+}
+
+ClipTextModelWithProjectionImpl::ClipTextModelWithProjectionImpl(const ClipTextConfig& config) : ClipTextModelImpl(config) {
+  text_projection = register_module("text_projection", nn::Linear(config.hidden_size, config.projection_dim, /*bias=*/false));
+}
+
+torch::Tensor ClipTextModelWithProjectionImpl::text_embeds(const torch::Tensor& last_hidden_state, const torch::Tensor& ids) {
+  // transformers (eos_token_id 2 in these configs): the position of the largest id, <|endoftext|>.
+  auto eos = ids.to(last_hidden_state.device()).argmax(-1);
+  auto rows = torch::arange(last_hidden_state.size(0), eos.options());
+  return text_projection(last_hidden_state.index({rows, eos}));
 }
 
 }  // namespace ovam
