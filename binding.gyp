@@ -29,11 +29,16 @@
         "native/core/ovam/attribution.cpp",
         "native/core/ovam/softmax_scores.cpp",
         "native/core/ovam/optimize.cpp",
+        "native/core/ovam/self_attention_store.cpp",
+        "native/core/ovam/refine.cpp",
+        "native/core/postprocess/permutohedral_lattice.cpp",
+        "native/core/postprocess/dense_crf.cpp",
         "native/addon/addon.cpp",
         "native/addon/convert.cpp",
         "native/addon/pipeline_wrap.cpp",
         "native/addon/generation_wrap.cpp",
-        "native/addon/components.cpp"
+        "native/addon/components.cpp",
+        "native/addon/dense_crf_wrap.cpp"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",

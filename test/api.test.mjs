@@ -168,7 +168,7 @@ t.test("generate(): the reference image through the API", async (t) => {
       width: p.width,
       height: p.height,
       scheduler: p.scheduler,
-      capture: { midBlock: false, branch: "unconditional", dtype: "float32", streaming: false },
+      capture: { midBlock: false, branch: "unconditional", dtype: "float32", streaming: false, selfAttention: false },
     },
     "settings with defaults filled in",
   );

@@ -41,6 +41,16 @@ export interface GenerationSettings {
   strength?: number;
 }
 
+/** A latent grid whose self-attention mean was kept (capture.selfAttention). */
+export interface SelfAttentionGrid {
+  /** The longer of height and width: how refine() and capture.selfAttention.sides name it. */
+  side: number;
+  height: number;
+  width: number;
+  /** attn1 calls averaged (layers of this size × UNet evaluations). */
+  calls: number;
+}
+
 /** One cross-attention layer whose queries were stored. */
 export interface AttentionBlock {
   /** Module path, e.g. "up_blocks.1.attentions.0.transformer_blocks.0.attn2". */
@@ -76,6 +86,9 @@ const fileMetadataSchema = z.object({
         branch: z.enum(["unconditional", "conditional"]),
         dtype: z.enum(["float32", "float16", "bfloat16"]),
         streaming: z.boolean(),
+        selfAttention: z
+          .union([z.literal(false), z.object({ sides: z.array(z.number()).optional(), branch: z.enum(["unconditional", "conditional"]) })])
+          .default(false),
       }),
     ]),
   }),
@@ -96,6 +109,8 @@ export class GeneratedImage {
   /** Bytes held by the captured attention (freed by dispose()). */
   readonly attentionBytes: number;
   readonly blocks: readonly AttentionBlock[];
+  /** The grids whose self-attention was kept; empty without capture.selfAttention. */
+  readonly selfAttentionGrids: readonly SelfAttentionGrid[];
 
   /** @internal Images come from generate() and loadGeneration(). */
   constructor(handle: NativeGeneration, pipeline: Pipeline, settings: GenerationSettings) {
@@ -107,6 +122,7 @@ export class GeneratedImage {
     this.latents = { data: handle.latents.data as Float32Array, shape: handle.latents.shape };
     this.attentionBytes = handle.attentionBytes;
     this.blocks = handle.blocks.map((b) => ({ ...b }));
+    this.selfAttentionGrids = handle.selfAttentionGrids.map((g) => ({ ...g }));
     handles.set(this, handle);
     track(this, handle);
   }
@@ -126,6 +142,19 @@ export class GeneratedImage {
     const handle = generationOf(this, where);
     const resolved = path.resolve(parse(where, pathSchema, file, "file"));
     await awaitNative(handle.save(resolved, JSON.stringify({ format: FORMAT, model: this.pipeline.folder, settings: this.settings })));
+  }
+
+  /**
+   * The self-attention mean of the grid whose longer side is `side`: [h·w, h·w], rows query pixels,
+   * columns key pixels (row-major y·w + x), every row summing to 1.
+   */
+  async selfAttention(side: number): Promise<Tensor> {
+    const where = "image.selfAttention()";
+    const handle = generationOf(this, where);
+    const grid = this.selfAttentionGrids.find((g) => g.side === side);
+    if (!grid) throw invalidOption(where, "side", side, `one of the kept sides (${this.selfAttentionGrids.map((g) => g.side).join(", ") || "none: generate with capture.selfAttention"})`);
+    const matrix = await awaitNative(handle.selfAttention(grid.side));
+    return { data: matrix.data as Float32Array, shape: matrix.shape };
   }
 
   /** Frees the captured attention; pixels, latents and settings stay readable. */

@@ -7,10 +7,12 @@
 import { native } from "./native";
 
 export { bundledModelDir, load, Pipeline, type Tokenized } from "./pipeline";
-export { GeneratedImage, generate, loadGeneration, readGenerationInfo, type AttentionBlock, type GenerationInfo, type GenerationSettings } from "./image";
+export { GeneratedImage, generate, loadGeneration, readGenerationInfo, type AttentionBlock, type GenerationInfo, type GenerationSettings, type SelfAttentionGrid } from "./image";
 export { attribute, AttributionMaps, PerBlockMaps } from "./maps";
 export { segment, type Segmentation } from "./segment";
 export type { RGBInput } from "./photo";
+export { refine } from "./refine";
+export { denseCRF } from "./crf";
 export {
   loadToken,
   loadTokens,
@@ -31,14 +33,17 @@ export type {
   Activation,
   AttributeOptions,
   CaptureOptions,
+  DenseCRFOptions,
   DType,
   GenerateOptions,
   LoadOptions,
   Map2D,
   MaskOptions,
   OptimizeOptions,
-  SegmentOptions,
+  RefineOptions,
   SchedulerName,
+  SegmentOptions,
+  SelfAttentionCapture,
   Target,
   Tensor,
   WordOptions,

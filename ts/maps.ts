@@ -17,6 +17,7 @@ import {
 } from "./options";
 import { encodeGray16 } from "./png";
 import { findTokens, nativePipeline, type Pipeline } from "./pipeline";
+import { refinementGrid } from "./refine";
 import { OptimizedToken, tokenEmbedding } from "./token";
 
 /** Each occurrence of a word as the token indices it spans. */
@@ -85,6 +86,14 @@ export class AttributionMaps {
     return encodeGray16(this.width, this.height, Uint16Array.from(normalised, (v) => Math.round(v * 65535)));
   }
 
+  /** @internal The same tokens over other maps (refine() makes them). */
+  withMaps(maps: NativeTensor): AttributionMaps {
+    const out = new AttributionMaps(maps, this.tokens, this.ids, this.#locate);
+    const image = sources.get(this);
+    if (image) sources.set(out, image);
+    return out;
+  }
+
   #wordMap(where: string, word: string, occurrence: number | undefined): Map2D<Float32Array> {
     const checked = parse(where, textSchema, word, "word");
     const found = this.#locate(where, checked);
@@ -143,6 +152,14 @@ export class PerBlockMaps {
   }
 }
 
+// The image each attribute() result was computed over (refine() reads its self-attention).
+const sources = new WeakMap<AttributionMaps, GeneratedImage>();
+
+/** The image `maps` were computed over, or undefined for maps that did not come from attribute(). */
+export function sourceImage(maps: AttributionMaps): GeneratedImage | undefined {
+  return sources.get(maps);
+}
+
 // (v − min) / (max − min); a constant map normalises to zeros.
 export function minMax(data: Float32Array): Float32Array {
   let min = Infinity;
@@ -164,14 +181,27 @@ export async function attribute(image: GeneratedImage, text: string | OptimizedT
 export async function attribute(image: GeneratedImage, text: string | OptimizedToken, options?: AttributeOptions): Promise<AttributionMaps | PerBlockMaps>;
 export async function attribute(image: GeneratedImage, text: string | OptimizedToken, options?: AttributeOptions): Promise<AttributionMaps | PerBlockMaps> {
   const where = "attribute()";
-  const { size, blocks, steps, ...o } = parse(where, attributeSchema, options ?? {});
+  const { size, blocks, steps, refine, ...o } = parse(where, attributeSchema, options ?? {});
   const { generation, pipeline } = attentionOf(image, where, "image", { option: "mode", value: o.mode });
   const chosen = blocks === undefined ? undefined : selectBlocks(image, blocks, where);
-  const request: NativeAttributeOptions = {
+  let request: NativeAttributeOptions = {
     ...o,
     size: size === "image" ? [image.height, image.width] : size === "latent" ? null : size,
     ...(chosen ? { blocks: chosen } : {}),
     ...(steps ? { steps } : {}),
+  };
+  // Refined maps are computed on the refinement's grid, refined there, then resized to the asked size.
+  const grid = refine && refinementGrid(image, refine.side, where);
+  const output = grid && request.size ? request.size : grid ? ([grid.height, grid.width] as [number, number]) : null;
+  if (grid) request = { ...request, size: [grid.height, grid.width] };
+  const run = async (input: NativeText): Promise<NativeTensor> => {
+    const { maps } = await awaitNative(generation.attribute(input, request));
+    if (!grid || !refine || !output) return maps;
+    // Per-block maps [blocks, tokens, h, w] are refined as one stack of maps.
+    const [height, width] = maps.shape.slice(-2);
+    const stacked = { data: maps.data, shape: [maps.data.length / (height * width), height, width] };
+    const refined = await awaitNative(generation.refine(stacked, { power: refine.power, side: grid.side, size: output }));
+    return { data: refined.data, shape: [...maps.shape.slice(0, -2), ...output] };
   };
   const { pipeline: owner } = image;
   let tokens: readonly string[], ids: readonly number[], locate: Locate, input: NativeText;
@@ -188,9 +218,9 @@ export async function attribute(image: GeneratedImage, text: string | OptimizedT
     input = { text };
     locate = (at, word) => locateWord(at, owner, word, textIds);
   }
-  const result = await awaitNative(generation.attribute(input, request));
-  if (o.perBlock) return new PerBlockMaps(result.maps, chosen ?? image.blocks.map((b) => b.name), tokens, ids, locate);
-  return new AttributionMaps(result.maps, tokens, ids, locate);
+  const maps = await run(input);
+  if (o.perBlock) return new PerBlockMaps(maps, chosen ?? image.blocks.map((b) => b.name), tokens, ids, locate);
+  return withSource(new AttributionMaps(maps, tokens, ids, locate), image);
 }
 
 // Block names from names and resolutions (a block grid's longer side), in the store's order.
@@ -205,6 +235,11 @@ function selectBlocks(image: GeneratedImage, wanted: readonly (string | number)[
     }
   }
   return stored.filter((b) => wanted.includes(b.name) || wanted.includes(side(b))).map((b) => b.name);
+}
+
+function withSource(maps: AttributionMaps, image: GeneratedImage): AttributionMaps {
+  sources.set(maps, image);
+  return maps;
 }
 
 // A word's tokens as the pipeline's tokenizer splits it, found in the attributed text's ids.

@@ -20,6 +20,7 @@ export interface NativeCaptureOptions {
   branch: "unconditional" | "conditional";
   dtype: string; // storage dtype
   streaming: boolean; // sum over steps (linear mode only)
+  selfAttention: false | { sides?: number[]; branch: "unconditional" | "conditional" };
 }
 
 export interface NativeGenerateOptions {
@@ -113,10 +114,13 @@ export interface NativeGeneration {
   readonly startLatents?: NativeTensor; // what the denoising loop began from (absent when loaded from a file)
   readonly attentionBytes: number;
   readonly blocks: { name: string; heads: number; height: number; width: number; steps: number }[];
+  readonly selfAttentionGrids: { side: number; height: number; width: number; calls: number }[];
   readonly userMetadata?: string; // loadGeneration(): the metadata string given to save()
   attribute(text: NativeText, options: NativeAttributeOptions): Promise<NativeMaps>;
   optimize(others: NativeGeneration[], options: NativeOptimizeOptions, onEpoch: ((epoch: number, loss: number) => void) | null): NativeJob<NativeOptimizeResult>;
   save(file: string, metadata: string): Promise<void>; // safetensors + JSON metadata
+  selfAttention(side: number): Promise<NativeTensor>; // [h·w, h·w] mean of the grid of that longer side
+  refine(maps: NativeTensor, options: { power: number; side?: number; size?: [number, number] }): Promise<NativeTensor>;
   dispose(): void;
 }
 
@@ -128,6 +132,12 @@ export interface NativeAddon {
   loadTensors(file: string): Promise<{ tensors: Record<string, NativeTensor>; metadata: Record<string, string> }>;
   readMetadata(file: string): Promise<Record<string, string>>; // header only
   schedulers: string[]; // the scheduler classes the core implements (diffusers names)
+  // labels [H, W] uint8 of the dense CRF over image [H, W, 3] uint8 and probabilities [L, H, W]
+  denseCRF(
+    image: NativeTensor,
+    probabilities: NativeTensor,
+    params: { w1: number; alpha: number; beta: number; w2: number; gamma: number; iterations: number; threads: number },
+  ): Promise<NativeTensor>;
   components: Record<string, (...args: unknown[]) => Promise<unknown>>;
 }
 

@@ -51,6 +51,47 @@ export interface CaptureOptions {
   dtype?: DType;
   /** Sum queries over steps instead of keeping each: less memory, exact for mode "linear" only. */
   streaming?: boolean;
+  /**
+   * Also keep the self-attention (every attn1) as the mean over heads, layers and steps per latent
+   * grid, for refine(); default false. One [h·w, h·w] float32 matrix per grid (64 MB at 64×64).
+   */
+  selfAttention?: SelfAttentionCapture | boolean;
+}
+
+export interface SelfAttentionCapture {
+  /** Grids to keep, by their longer side (64, 32, 16, 8 for a 512×512 SD image); default all. */
+  sides?: number[];
+  /** Which classifier-free guidance row; default "conditional". */
+  branch?: "unconditional" | "conditional";
+}
+
+/** The dense CRF's parameters (denseCRF()); the defaults are OVAM's. */
+export interface DenseCRFOptions {
+  /** Weight of the bilateral (appearance) Potts kernel; default 10. */
+  w1?: number;
+  /** Its spatial standard deviation in pixels; default 80. */
+  alpha?: number;
+  /** Its colour standard deviation in RGB units; default 13. */
+  beta?: number;
+  /** Weight of the Gaussian (smoothness) Potts kernel; default 3. */
+  w2?: number;
+  /** Its spatial standard deviation in pixels; default 3. */
+  gamma?: number;
+  /** Mean-field iterations; default 5. */
+  iterations?: number;
+  /** Threads for the filtering; 0 (default) = the machine's cores (libtorch's count, process-wide as load()'s). */
+  threads?: number;
+}
+
+export interface RefineOptions {
+  /** "sa-power": Dataset Diffusion's A^τ · c with A the captured self-attention mean. */
+  method?: "sa-power";
+  /** τ, the number of propagations along A; default 4. */
+  power?: number;
+  /** The grid of A, by its longer side; default the largest captured. */
+  side?: number;
+  /** Output [height, width], "image", or (default) the maps' own size. */
+  size?: [number, number] | "image";
 }
 
 export interface GenerateOptions {
@@ -107,6 +148,8 @@ export interface AttributeOptions {
   steps?: [number, number];
   /** One map per selected block: maps.blocks names them and maps.block(i) gives each block's maps. */
   perBlock?: boolean;
+  /** Refine the maps by the image's self-attention (see refine()); "latent" is then the refinement's grid. */
+  refine?: Omit<RefineOptions, "size">;
 }
 
 /** A binary (Uint8Array of 0/1) or soft (Float32Array in [0, 1]) object mask, or [background, object] maps. */
@@ -221,11 +264,22 @@ const tensor = () =>
     // NaN or ±Infinity noise would run every step and decode to a meaningless image.
     .refine((t) => t.data.every(Number.isFinite), { error: "finite values", path: ["data"] });
 
+const sideAccepted = `an integer from 1 to ${MAX_SIZE}`;
+const selfAttentionSchema = options({
+  sides: z.array(integer(1, MAX_SIZE, sideAccepted), { error: `an array of grid sides (${sideAccepted})` }).optional(),
+  branch: oneOf(["unconditional", "conditional"]).default("conditional"),
+});
+const selfAttentionAccepted = "true, false or { sides?, branch? }";
+
 const captureSchema = options({
   midBlock: boolean().default(false),
   branch: oneOf(["unconditional", "conditional"]).default("unconditional"),
   dtype: dtype().default("float32"),
   streaming: boolean().default(false),
+  selfAttention: z
+    .union([z.boolean({ error: selfAttentionAccepted }), selfAttentionSchema], { error: selfAttentionAccepted })
+    .default(false)
+    .transform((v) => (v === true ? selfAttentionSchema.parse({}) : v)),
 });
 
 export const captureDefaults = captureSchema.parse({});
@@ -281,6 +335,11 @@ export const generateSchema = options({
 
 const blocksAccepted = "stored block names (image.blocks[i].name) or resolutions (a block grid's longer side, e.g. 16)";
 const stepsAccepted = "[first, end]: stored evaluations first … end − 1 (integers, 0 ≤ first < end)";
+const refineShape = {
+  method: oneOf(["sa-power"]).default("sa-power"),
+  power: integer(0, 64).default(4),
+  side: integer(1, MAX_SIZE, sideAccepted).optional(),
+};
 const sizeAccepted = `[height, width] (integers from 1 to ${MAX_SIZE}), "latent" or "image"`;
 const attributeShape = {
   mode: oneOf(["softmax", "linear"]).default("softmax"),
@@ -313,6 +372,7 @@ export const attributeSchema = options({
     .refine(([first, end]) => first < end, { error: stepsAccepted })
     .optional(),
   perBlock: boolean().default(false),
+  refine: options(refineShape).optional(),
 });
 
 const planeAccepted = (kind: string) => `{ data: ${kind}, width, height } with data.length = width × height`;
@@ -386,6 +446,27 @@ export const maskSchema = options({
   threshold: finite("a number in [0, 1]", (v) => v >= 0 && v <= 1).default(0.5),
 });
 
+export const refineSchema = options({
+  ...refineShape,
+  size: z
+    .union([z.tuple([integer(1, MAX_SIZE, sizeAccepted), integer(1, MAX_SIZE, sizeAccepted)], { error: sizeAccepted }), z.literal("image")], {
+      error: `[height, width] (integers from 1 to ${MAX_SIZE}) or "image"`,
+    })
+    .optional(),
+});
+
+const weight = () => finite("a finite number ≥ 0", (v) => v >= 0);
+const std = () => finite("a finite number > 0", (v) => v > 0);
+export const denseCRFSchema = options({
+  w1: weight().default(10),
+  alpha: std().default(80),
+  beta: std().default(13),
+  w2: weight().default(3),
+  gamma: std().default(3),
+  iterations: integer(0, 1000).default(5),
+  threads: integer(0, 1024, "an integer from 0 (all cores) to 1024").default(0),
+});
+
 export const textSchema = string();
 export const pathSchema = string("a file path (a non-empty string)").min(1, { error: "a file path (a non-empty string)" });
 
@@ -394,6 +475,7 @@ export type ResolvedGenerateOptions = z.output<typeof generateSchema>;
 export type ResolvedAttributeOptions = z.output<typeof attributeSchema>;
 export type ResolvedOptimizeOptions = z.output<typeof optimizeSchema>;
 export type ResolvedSegmentOptions = z.output<typeof segmentSchema>;
+export type ResolvedRefineOptions = z.output<typeof refineSchema>;
 
 // The public interfaces and the schemas must accept the same inputs.
 type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
@@ -405,7 +487,9 @@ const inputsMatch: [
   Same<z.input<typeof segmentSchema>, SegmentOptions>,
   Same<z.input<typeof wordSchema>, WordOptions>,
   Same<z.input<typeof maskSchema>, MaskOptions>,
-] = [true, true, true, true, true, true, true];
+  Same<z.input<typeof refineSchema>, RefineOptions>,
+  Same<z.input<typeof denseCRFSchema>, DenseCRFOptions>,
+] = [true, true, true, true, true, true, true, true, true];
 void inputsMatch;
 
 /** `value` checked and defaulted by `schema`, or an InvalidOptionError naming each bad option. */

@@ -4,6 +4,7 @@
 
 #include "addon/components.h"
 #include "addon/convert.h"
+#include "ovam/refine.h"
 #include "ovam/softmax_scores.h"
 #include "pipelines/stable_diffusion.h"
 #include "schedulers/scheduler.h"
@@ -286,12 +287,38 @@ Napi::Value LoadComponent(const Napi::CallbackInfo& info) {
 
 }  // namespace
 
+// selfAttentionRefine(matrix [h·w, h·w], height, width, maps [T, H, W], power, size?: [H', W']) →
+// refine_sa_power over that matrix: the fixtures' A^τ · c on their own A.
+Napi::Value SelfAttentionRefine(const Napi::CallbackInfo& info) {
+  if (info.Length() < 5) throw_js(info.Env(), code::kInvalidArgument, "selfAttentionRefine(matrix, height, width, maps, power, size?)");
+  SelfAttentionGrid grid;
+  grid.matrix = tensor_from_js(info[0], "matrix").to(torch::kFloat32);
+  grid.height = info[1].ToNumber().Int64Value();
+  grid.width = info[2].ToNumber().Int64Value();
+  grid.calls = 1;
+  if (grid.matrix.dim() != 2 || grid.matrix.size(0) != grid.height * grid.width || grid.matrix.size(1) != grid.height * grid.width)
+    throw_js(info.Env(), code::kInvalidArgument, "selfAttentionRefine: matrix must be [height·width, height·width]");
+  auto maps = tensor_from_js(info[3], "maps").to(torch::kFloat32);
+  RefineOptions options;
+  options.power = info[4].ToNumber().Int64Value();
+  if (info.Length() > 5 && info[5].IsArray()) {
+    auto s = info[5].As<Napi::Array>();
+    options.size = std::make_pair(s.Get(0u).ToNumber().Int64Value(), s.Get(1u).ToNumber().Int64Value());
+  }
+  return Job::queue(info.Env(), [grid, maps, options]() {
+    auto store = SelfAttentionStore::from_grids(SelfAttentionOptions{}, {grid});
+    auto out = refine_sa_power(*store, maps, options);
+    return [out](Napi::Env env) -> Napi::Value { return tensor_to_js(env, out); };
+  });
+}
+
 Napi::Object init_components(Napi::Env env) {
   auto o = Napi::Object::New(env);
   o.Set("tokenize", Napi::Function::New(env, Tokenize));
   o.Set("textEncoder", Napi::Function::New(env, TextEncoder));
   o.Set("unet", Napi::Function::New(env, UNet));
   o.Set("softmaxScores", Napi::Function::New(env, SoftmaxScores));
+  o.Set("selfAttentionRefine", Napi::Function::New(env, SelfAttentionRefine));
   o.Set("vaeDecode", Napi::Function::New(env, VaeDecode));
   o.Set("vaeEncode", Napi::Function::New(env, VaeEncode));
   o.Set("scheduler", Napi::Function::New(env, SchedulerRun));

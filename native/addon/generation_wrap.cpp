@@ -3,6 +3,7 @@
 #include "addon/convert.h"
 #include "ovam/attribution.h"
 #include "ovam/optimize.h"
+#include "ovam/refine.h"
 #include "pipelines/generation_file.h"
 #include "util/errors.h"
 
@@ -64,6 +65,8 @@ Napi::Function GenerationWrap::define(Napi::Env env) {
                         {InstanceMethod("attribute", &GenerationWrap::Attribute),
                          InstanceMethod("optimize", &GenerationWrap::Optimize),
                          InstanceMethod("save", &GenerationWrap::Save),
+                         InstanceMethod("selfAttention", &GenerationWrap::SelfAttention),
+                         InstanceMethod("refine", &GenerationWrap::Refine),
                          InstanceMethod("dispose", &GenerationWrap::Dispose)});
   constructor = new Napi::FunctionReference(Napi::Persistent(fn));
   return fn;
@@ -94,6 +97,18 @@ Napi::Object GenerationWrap::wrap(Napi::Env env, std::shared_ptr<StableDiffusion
     blocks.Set(uint32_t(i), jb);
   }
   object.Set("blocks", blocks);
+  const auto& sa = g.store->self_attention();
+  auto grids = Napi::Array::New(env, sa ? sa->grids().size() : 0);
+  for (size_t i = 0; sa && i < sa->grids().size(); ++i) {
+    const auto& grid = sa->grids()[i];
+    auto jg = Napi::Object::New(env);
+    jg.Set("side", Napi::Number::New(env, double(grid.side())));
+    jg.Set("height", Napi::Number::New(env, double(grid.height)));
+    jg.Set("width", Napi::Number::New(env, double(grid.width)));
+    jg.Set("calls", Napi::Number::New(env, double(grid.calls)));
+    grids.Set(uint32_t(i), jg);
+  }
+  object.Set("selfAttentionGrids", grids);
   return object;
 }
 
@@ -218,6 +233,43 @@ Napi::Value GenerationWrap::Save(const Napi::CallbackInfo& info) {
   return Job::queue(env, [g, file, metadata]() {
     save_generation(file, *g, metadata);
     return [](Napi::Env env) -> Napi::Value { return env.Undefined(); };
+  });
+}
+
+// selfAttention(side) → the [h·w, h·w] mean of the grid of that longer side.
+Napi::Value GenerationWrap::SelfAttention(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  auto g = get(env);
+  if (info.Length() < 1 || !info[0].IsNumber()) throw_js(env, code::kInvalidArgument, "selfAttention(side): side must be a number");
+  const int64_t side = info[0].As<Napi::Number>().Int64Value();
+  return Job::queue(env, [g, side]() {
+    const auto& sa = g->store->self_attention();
+    if (!sa) throw Error(code::kInvalidArgument, "the image holds no self-attention (generate with capture.selfAttention)");
+    auto matrix = sa->grid(side).matrix.to(torch::kCPU);
+    return [matrix](Napi::Env env) -> Napi::Value { return tensor_to_js(env, matrix); };
+  });
+}
+
+// refine(maps [T, H, W], { power, side?, size? }) → refined maps (ovam/refine.h).
+Napi::Value GenerationWrap::Refine(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  auto g = get(env);
+  if (info.Length() < 2 || !info[1].IsObject()) throw_js(env, code::kInvalidArgument, "refine(maps, options)");
+  auto maps = tensor_from_js(info[0], "maps").to(torch::kFloat32);
+  auto o = info[1].As<Napi::Object>();
+  RefineOptions options;
+  options.power = int64_t(get_number(o, "power", double(options.power)));
+  if (o.Get("side").IsNumber()) options.side = o.Get("side").As<Napi::Number>().Int64Value();
+  auto size = o.Get("size");
+  if (size.IsArray() && size.As<Napi::Array>().Length() == 2) {
+    auto s = size.As<Napi::Array>();
+    options.size = std::make_pair(s.Get(0u).ToNumber().Int64Value(), s.Get(1u).ToNumber().Int64Value());
+  }
+  return Job::queue(env, [g, maps, options]() {
+    const auto& sa = g->store->self_attention();
+    if (!sa) throw Error(code::kInvalidArgument, "refine: the image holds no self-attention (generate with capture.selfAttention)");
+    auto refined = refine_sa_power(*sa, maps, options);
+    return [refined](Napi::Env env) -> Napi::Value { return tensor_to_js(env, refined); };
   });
 }
 

@@ -1,4 +1,4 @@
-// JS handle of a generation: image, latents, capture; attribute, optimize, save.
+// JS handle of a generation: image, latents, capture; attribute, optimize, save, self-attention, refine.
 #pragma once
 #include <napi.h>
 
@@ -19,6 +19,8 @@ class GenerationWrap : public Napi::ObjectWrap<GenerationWrap> {
   Napi::Value Attribute(const Napi::CallbackInfo& info);
   Napi::Value Optimize(const Napi::CallbackInfo& info);
   Napi::Value Save(const Napi::CallbackInfo& info);
+  Napi::Value SelfAttention(const Napi::CallbackInfo& info);
+  Napi::Value Refine(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);
   std::shared_ptr<StableDiffusion> pipeline_;
   std::shared_ptr<Generation> generation_;

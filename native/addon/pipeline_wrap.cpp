@@ -22,6 +22,17 @@ CaptureOptions capture_from(const Napi::Object& o) {
     throw_js(o.Env(), code::kInvalidArgument, "capture.branch \"" + c.branch + "\"; accepted: unconditional, conditional");
   c.dtype = parse_dtype(get_string(o, "dtype", "float32"));
   c.streaming = get_bool(o, "streaming", false);
+  if (o.Get("selfAttention").IsObject()) {
+    auto sa = o.Get("selfAttention").As<Napi::Object>();
+    c.self_attention.enabled = get_bool(sa, "enabled", true);
+    c.self_attention.branch = get_string(sa, "branch", "conditional");
+    if (c.self_attention.branch != "unconditional" && c.self_attention.branch != "conditional")
+      throw_js(o.Env(), code::kInvalidArgument, "capture.selfAttention.branch \"" + c.self_attention.branch + "\"; accepted: unconditional, conditional");
+    if (sa.Get("sides").IsArray()) {
+      auto sides = sa.Get("sides").As<Napi::Array>();
+      for (uint32_t i = 0; i < sides.Length(); ++i) c.self_attention.sides.push_back(sides.Get(i).ToNumber().Int64Value());
+    }
+  }
   return c;
 }
 }  // namespace

@@ -20,6 +20,7 @@
 #include "ovam/optimize.h"
 #include "pipelines/generation_file.h"
 #include "pipelines/stable_diffusion.h"
+#include "postprocess/dense_crf.h"
 #include "schedulers/scheduler.h"
 #include "util/errors.h"
 #include "util/json.h"
@@ -235,6 +236,37 @@ void bench_model(Report& report, const Args& args, const std::string& label, Sta
   fs::remove(file);
 }
 
+// The dense CRF at OVAM's defaults on a 512×512, 2-label input (a noisy disc and soft, wavy
+// probabilities), on one thread and on all, beside SimpleCRF's time for the same size on this
+// machine (0.44 s, one thread; issue 9).
+void bench_dense_crf(Report& report, const Args& args, int threads) {
+  constexpr double kSimpleCrfSeconds = 0.44;
+  const int64_t h = 512, w = 512;
+  std::vector<uint8_t> image(h * w * 3);
+  std::vector<float> probabilities(2 * h * w);
+  auto noise = torch::randn({h, w, 3}, at::detail::createCPUGenerator(0)) * 20;
+  auto n = noise.accessor<float, 3>();
+  for (int64_t y = 0; y < h; ++y)
+    for (int64_t x = 0; x < w; ++x) {
+      const bool inside = (x - 256) * (x - 256) + (y - 240) * (y - 240) < 120 * 120;
+      for (int c = 0; c < 3; ++c)
+        image[(y * w + x) * 3 + c] = uint8_t(std::clamp((inside ? 180.0f - 40 * c : 60.0f + 30 * c) + n[y][x][c], 0.0f, 255.0f));
+      const float p = (inside ? 0.7f : 0.3f) + 0.2f * std::sin(x * 0.05f) * std::cos(y * 0.07f);
+      probabilities[y * w + x] = 1 - p;
+      probabilities[h * w + y * w + x] = p;
+    }
+  DenseCrfParams params;
+  char note[128];
+  for (int t : {1, threads}) {
+    at::set_num_threads(t);
+    const double s = median_time(args.runs, torch::kCPU, [&] { dense_crf(image.data(), probabilities.data(), h, w, 2, params); });
+    std::snprintf(note, sizeof note, "%.2fx SimpleCRF's %.2f s (1 thread)", s / kSimpleCrfSeconds, kSimpleCrfSeconds);
+    report.add({"crf", "dense CRF 512x512, 2 labels, " + std::to_string(t) + " thr", s, 0, 0, note});
+    if (threads == 1) break;
+  }
+  at::set_num_threads(threads);
+}
+
 Args parse(int argc, char** argv) {
   Args a;
   for (int i = 1; i < argc; ++i) {
@@ -270,6 +302,7 @@ int main(int argc, char** argv) {
     Report report;
     report.print_header();
     measure_ceilings(report, args, device);
+    bench_dense_crf(report, args, threads);
     auto tiny = StableDiffusion::load(args.tiny, PipelineOptions{args.device, "float32", threads});
     bench_model(report, args, "tiny-sd1", *tiny, tiny->unet->config().sample_size * tiny->vae_scale_factor());
     if (!args.quick) {

@@ -26,18 +26,18 @@ void AttentionImpl::build(int64_t query_dim, int64_t context_dim, bool bias) {
   to_out = out_list.push_back(nn::Linear(inner, query_dim));
 }
 
-torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& context,
-                                     const std::function<void(const torch::Tensor&)>& on_queries) {
-  if (!group_norm) return attend(x, context.defined() ? context : x, on_queries);
+torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& context, const Observe& on_queries,
+                                     const Observe& on_probs) {
+  if (!group_norm) return attend(x, context.defined() ? context : x, on_queries, on_probs);
   // The VAE's spatial form: [B, C, H, W] as a sequence of H·W tokens, normalised over channels groups.
   const auto b = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
   auto tokens = group_norm(x.reshape({b, c, h * w})).transpose(1, 2);
-  auto out = attend(tokens, tokens, on_queries).transpose(1, 2).reshape({b, c, h, w});
+  auto out = attend(tokens, tokens, on_queries, on_probs).transpose(1, 2).reshape({b, c, h, w});
   return out + x;
 }
 
-torch::Tensor AttentionImpl::attend(const torch::Tensor& x, const torch::Tensor& context,
-                                    const std::function<void(const torch::Tensor&)>& on_queries) {
+torch::Tensor AttentionImpl::attend(const torch::Tensor& x, const torch::Tensor& context, const Observe& on_queries,
+                                    const Observe& on_probs) {
   const auto b = x.size(0), n = x.size(1), t = context.size(1);
   auto split_heads = [&](const torch::Tensor& y, int64_t len) { return y.view({b, len, heads, head_dim}).transpose(1, 2); };
   auto queries = to_q(x);
@@ -53,7 +53,9 @@ torch::Tensor AttentionImpl::attend(const torch::Tensor& x, const torch::Tensor&
   // Not baddbmm on an uninitialised tensor (NaN in this libtorch build; see ENGINEERING.md).
   auto scores = torch::matmul(q, k.transpose(-1, -2)) * scale;
   if (upcast_softmax) scores = scores.to(torch::kFloat32);
-  auto probs = scores.softmax(-1).to(dtype);
+  auto probs = scores.softmax(-1);
+  if (on_probs) on_probs(probs);
+  probs = probs.to(dtype);
   auto out = torch::matmul(probs, v).transpose(1, 2).reshape({b, n, heads * head_dim});
   return to_out(out);
 }
@@ -87,11 +89,13 @@ BasicTransformerBlockImpl::BasicTransformerBlockImpl(int64_t dim, const Transfor
 
 torch::Tensor BasicTransformerBlockImpl::forward(const torch::Tensor& x, const torch::Tensor& context,
                                                  CrossAttentionObserver* observer, int64_t height, int64_t width) {
-  auto h = attn1(norm1(x)) + x;
-  std::function<void(const torch::Tensor&)> capture;
-  if (observer)
-    capture = [&](const torch::Tensor& queries) { observer->on_cross_attention(attn2_path, *attn2, queries, height, width); };
-  h = attn2->forward(norm2(h), context, capture) + h;
+  AttentionImpl::Observe see_probs, see_queries;
+  if (observer) {
+    see_probs = [&](const torch::Tensor& probs) { observer->on_self_attention(probs, height, width); };
+    see_queries = [&](const torch::Tensor& queries) { observer->on_cross_attention(attn2_path, *attn2, queries, height, width); };
+  }
+  auto h = attn1->forward(norm1(x), {}, {}, see_probs) + x;
+  h = attn2->forward(norm2(h), context, see_queries) + h;
   return ff(norm3(h)) + h;
 }
 

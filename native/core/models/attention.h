@@ -17,11 +17,13 @@ class AttentionImpl;
 // Called by every cross-attention (attn2) with its queries, to_q of its input, as the attention
 // computes them (storing them costs a copy, not a second projection): OVAM's store hooks here.
 // `queries` is [B, h·w, heads·head_dim] for the latent grid of this block, h × w.
+// Self-attention (attn1) reports its softmax probabilities [B, heads, h·w, h·w] the same way.
 class CrossAttentionObserver {
  public:
   virtual ~CrossAttentionObserver() = default;
   virtual void on_cross_attention(const std::string& block, const AttentionImpl& attention, const torch::Tensor& queries,
                                   int64_t height, int64_t width) = 0;
+  virtual void on_self_attention(const torch::Tensor& probs, int64_t height, int64_t width) {}
 };
 
 class AttentionImpl : public torch::nn::Module {
@@ -34,9 +36,11 @@ class AttentionImpl : public torch::nn::Module {
   AttentionImpl(int64_t channels, int64_t norm_groups, double norm_eps);
   // x [B, N, C], context [B, T, Cc] (or undefined for self-attention) → [B, N, C].
   // With group_norm (the VAE), x is [B, C, H, W] and so is the result.
-  // `on_queries`, when set, sees to_q(x) before the attention uses it.
-  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& context = {},
-                        const std::function<void(const torch::Tensor&)>& on_queries = {});
+  // `on_queries`, when set, sees to_q(x) before the attention uses it; `on_probs` the softmax
+  // probabilities [B, heads, N, T] (float32 where the softmax is upcast) before they weight v.
+  using Observe = std::function<void(const torch::Tensor&)>;
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& context = {}, const Observe& on_queries = {},
+                        const Observe& on_probs = {});
   int64_t heads, head_dim;
   double scale;  // head_dim^-0.5
   bool upcast_attention;  // scores and softmax in float32
@@ -46,8 +50,8 @@ class AttentionImpl : public torch::nn::Module {
 
  private:
   void build(int64_t query_dim, int64_t context_dim, bool bias);
-  torch::Tensor attend(const torch::Tensor& x, const torch::Tensor& context,
-                       const std::function<void(const torch::Tensor&)>& on_queries);
+  torch::Tensor attend(const torch::Tensor& x, const torch::Tensor& context, const Observe& on_queries,
+                       const Observe& on_probs);
 };
 TORCH_MODULE(Attention);
 
@@ -80,7 +84,8 @@ struct TransformerSettings {
 class BasicTransformerBlockImpl : public torch::nn::Module {
  public:
   BasicTransformerBlockImpl(int64_t dim, const TransformerSettings& settings);
-  // x [B, h·w, dim], context [B, T, cross_attention_dim]; `observer` (may be null) sees norm2(x).
+  // x [B, h·w, dim], context [B, T, cross_attention_dim]; `observer` (may be null) sees attn2's
+  // queries and attn1's probabilities.
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& context, CrossAttentionObserver* observer,
                         int64_t height, int64_t width);
   nn::LayerNorm norm1{nullptr}, norm2{nullptr}, norm3{nullptr};

@@ -4,13 +4,21 @@
 
 namespace ovam {
 
+AttentionStore::AttentionStore(CaptureOptions options, int64_t steps) : options_(std::move(options)), total_steps_(steps) {
+  if (options_.self_attention.enabled) self_attention_ = std::make_shared<SelfAttentionStore>(options_.self_attention);
+}
+
+// The CFG row of `branch`: without CFG (batch of one) there is only the conditional row.
+static int64_t branch_row(const std::string& branch, int64_t batch_rows) {
+  return (batch_rows > 1 && branch == "conditional") ? 1 : 0;
+}
+
 void AttentionStore::on_cross_attention(const std::string& block, const AttentionImpl& attention,
                                         const torch::Tensor& queries, int64_t height, int64_t width) {
   if (!options_.enabled) return;
   const bool mid = block.rfind("mid_block", 0) == 0;
   if (mid && !options_.mid_block) return;
-  // Without CFG (batch of one) there is only the conditional row.
-  const int64_t row = (batch_rows_ > 1 && options_.branch == "conditional") ? 1 : 0;
+  const int64_t row = branch_row(options_.branch, batch_rows_);
   torch::NoGradGuard no_grad;
   const int64_t heads = attention.heads, head_dim = attention.head_dim, n = height * width;
   // [h·w, heads·d] → [heads, h·w, d]: the layout attribution reads.
@@ -43,7 +51,12 @@ void AttentionStore::on_cross_attention(const std::string& block, const Attentio
   b.steps += 1;
 }
 
+void AttentionStore::on_self_attention(const torch::Tensor& probs, int64_t height, int64_t width) {
+  if (self_attention_) self_attention_->add(probs, branch_row(options_.self_attention.branch, batch_rows_), height, width);
+}
+
 void AttentionStore::finish() {
+  if (self_attention_) self_attention_->finish();
   if (!options_.streaming) return;
   for (auto& b : blocks_) b.queries = b.queries.to(options_.dtype);
 }
@@ -51,12 +64,14 @@ void AttentionStore::finish() {
 int64_t AttentionStore::bytes() const {
   int64_t total = 0;
   for (const auto& b : blocks_) total += b.queries.numel() * b.queries.element_size();
-  return total;
+  return total + (self_attention_ ? self_attention_->bytes() : 0);
 }
 
 std::shared_ptr<AttentionStore> AttentionStore::from_blocks(CaptureOptions options, int64_t steps,
-                                                            std::vector<StoredBlock> blocks) {
+                                                            std::vector<StoredBlock> blocks,
+                                                            std::shared_ptr<SelfAttentionStore> self_attention) {
   auto store = std::make_shared<AttentionStore>(std::move(options), steps);
+  store->self_attention_ = std::move(self_attention);
   for (auto& b : blocks) {
     store->index_[b.name] = store->blocks_.size();
     store->blocks_.push_back(std::move(b));

@@ -1,5 +1,6 @@
 // What OVAM keeps of a generation: each hooked cross-attention block's queries (to_q of the
-// block's input, one CFG branch), per step, with the block's own (h, w).
+// block's input, one CFG branch), per step, with the block's own (h, w); and, when asked, the
+// self-attention means (ovam/self_attention_store.h).
 #pragma once
 #include <torch/torch.h>
 
@@ -8,6 +9,7 @@
 #include <vector>
 
 #include "models/attention.h"
+#include "ovam/self_attention_store.h"
 
 namespace ovam {
 
@@ -17,6 +19,7 @@ struct CaptureOptions {
   std::string branch = "unconditional";   // or "conditional"
   torch::ScalarType dtype = torch::kFloat32;
   bool streaming = false;                  // sum queries over steps (exact for linear maps only)
+  SelfAttentionOptions self_attention;     // off by default
 };
 
 // Queries laid out for attribution's read: [heads, steps, h·w, head_dim], so one batched matmul per
@@ -32,7 +35,7 @@ struct StoredBlock {
 class AttentionStore : public CrossAttentionObserver {
  public:
   // `steps`: the number of UNet evaluations of the run (slots to allocate per block).
-  AttentionStore(CaptureOptions options, int64_t steps) : options_(std::move(options)), total_steps_(steps) {}
+  AttentionStore(CaptureOptions options, int64_t steps);
   // The pipeline says which evaluation the next forward is; `batch_rows` tells where the chosen
   // CFG branch lies (row 0 unconditional, row 1 conditional; a batch of 1 has no CFG).
   void begin_step(int64_t step, int64_t batch_rows) {
@@ -41,23 +44,28 @@ class AttentionStore : public CrossAttentionObserver {
   }
   void on_cross_attention(const std::string& block, const AttentionImpl& attention, const torch::Tensor& queries,
                           int64_t height, int64_t width) override;
+  void on_self_attention(const torch::Tensor& probs, int64_t height, int64_t width) override;
 
-  // After the last step: rounds streaming sums to the storage dtype.
+  // After the last step: rounds streaming sums to the storage dtype, turns self-attention sums into means.
   void finish();
 
   const CaptureOptions& options() const { return options_; }
   const std::vector<StoredBlock>& blocks() const { return blocks_; }
   std::vector<StoredBlock>& blocks() { return blocks_; }
+  // Null unless capture.self_attention was enabled.
+  const std::shared_ptr<SelfAttentionStore>& self_attention() const { return self_attention_; }
   int64_t bytes() const;
   int64_t total_steps() const { return total_steps_; }
   // Rebuilds a store from saved blocks (generation files).
-  static std::shared_ptr<AttentionStore> from_blocks(CaptureOptions options, int64_t steps, std::vector<StoredBlock> blocks);
+  static std::shared_ptr<AttentionStore> from_blocks(CaptureOptions options, int64_t steps, std::vector<StoredBlock> blocks,
+                                                     std::shared_ptr<SelfAttentionStore> self_attention = nullptr);
 
  private:
   CaptureOptions options_;
   int64_t total_steps_ = 0, step_ = 0, batch_rows_ = 2;
   std::vector<StoredBlock> blocks_;
   std::map<std::string, size_t> index_;
+  std::shared_ptr<SelfAttentionStore> self_attention_;
 };
 
 }  // namespace ovam

@@ -1,5 +1,6 @@
 #include "pipelines/generation_file.h"
 
+#include <functional>
 #include <map>
 
 #include "util/errors.h"
@@ -9,7 +10,36 @@ namespace ovam {
 
 namespace {
 constexpr const char* kFormat = "ovam.generation/1";
+
+std::string self_attention_tensor(int64_t height, int64_t width) {
+  return "self_attention." + std::to_string(height) + "x" + std::to_string(width);
 }
+
+// The self-attention means a file holds, or null where it has none (files from before, or
+// generations made without capture.self_attention).
+std::shared_ptr<SelfAttentionStore> load_self_attention(const Json& meta, SafetensorsFile& file, const torch::Device& device,
+                                                        const std::function<Error(const std::string&)>& fail) {
+  if (!meta.contains("self_attention")) return nullptr;
+  const Json& j = meta.at("self_attention");
+  SelfAttentionOptions options;
+  options.enabled = true;
+  options.branch = j.at("branch").get<std::string>();
+  options.sides = j.at("sides").get<std::vector<int64_t>>();
+  std::vector<SelfAttentionGrid> grids;
+  for (const auto& jg : j.at("grids")) {
+    SelfAttentionGrid grid;
+    grid.height = jg.at("height").get<int64_t>();
+    grid.width = jg.at("width").get<int64_t>();
+    grid.calls = jg.at("calls").get<int64_t>();
+    const int64_t n = grid.height * grid.width;
+    grid.matrix = file.tensor(self_attention_tensor(grid.height, grid.width)).to(device, torch::kFloat32).clone();
+    if (grid.matrix.sizes().vec() != std::vector<int64_t>{n, n})
+      throw fail("self-attention " + self_attention_tensor(grid.height, grid.width) + " has the wrong shape");
+    grids.push_back(std::move(grid));
+  }
+  return SelfAttentionStore::from_grids(std::move(options), std::move(grids));
+}
+}  // namespace
 
 void save_generation(const std::string& path, const Generation& g, const std::string& user_metadata) {
   Json meta;
@@ -43,6 +73,14 @@ void save_generation(const std::string& path, const Generation& g, const std::st
     tensors.emplace_back("queries." + b.name, b.queries);
   }
   meta["blocks"] = blocks;
+  if (const auto& sa = g.store->self_attention()) {
+    Json grids = Json::array();
+    for (const auto& grid : sa->grids()) {
+      grids.push_back({{"height", grid.height}, {"width", grid.width}, {"calls", grid.calls}});
+      tensors.emplace_back(self_attention_tensor(grid.height, grid.width), grid.matrix);
+    }
+    meta["self_attention"] = {{"branch", sa->options().branch}, {"sides", sa->options().sides}, {"grids", grids}};
+  }
   save_safetensors(path, tensors, {{"ovam", meta.dump()}, {"user", user_metadata}});
 }
 
@@ -103,7 +141,9 @@ Generation load_generation(const std::string& path, StableDiffusion& pipeline, s
       capture.dtype = b.queries.scalar_type();
       blocks.push_back(std::move(b));
     }
-    g.store = AttentionStore::from_blocks(capture, c.at("steps").get<int64_t>(), std::move(blocks));
+    auto self_attention = load_self_attention(meta, *file, pipeline.device, fail);
+    if (self_attention) capture.self_attention = self_attention->options();
+    g.store = AttentionStore::from_blocks(capture, c.at("steps").get<int64_t>(), std::move(blocks), std::move(self_attention));
     if (user_metadata) {
       auto u = file->metadata().find("user");
       *user_metadata = u == file->metadata().end() ? "{}" : u->second;

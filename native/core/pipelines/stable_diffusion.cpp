@@ -193,6 +193,7 @@ Generation StableDiffusion::generate(const GenerateOptions& options, const Progr
   const std::vector<double> run(timesteps.begin() + static_cast<std::ptrdiff_t>(first), timesteps.end());
   const auto total = static_cast<int64_t>(run.size());
   auto store = std::make_shared<AttentionStore>(options.capture, total);
+  const bool observe = options.capture.enabled || options.capture.self_attention.enabled;
   for (int64_t k = 0; k < total; ++k) {
     const size_t i = first + static_cast<size_t>(k);
     if (progress.cancel && progress.cancel->load()) throw Error(code::kAborted, "generation aborted at step " + std::to_string(k));
@@ -200,7 +201,7 @@ Generation StableDiffusion::generate(const GenerateOptions& options, const Progr
     input = scheduler->scale_model_input(input, i);
     store->begin_step(k, guided ? 2 : 1);
     auto t = torch::tensor(timesteps[i], torch::kFloat32).to(device);
-    auto eps = unet->forward(input.to(dtype), t, conditioning.context, options.capture.enabled ? store.get() : nullptr,
+    auto eps = unet->forward(input.to(dtype), t, conditioning.context, observe ? store.get() : nullptr,
                              conditioning.added)
                    .to(torch::kFloat32);
     if (guided) {
