@@ -27,11 +27,13 @@
         "native/core/ovam/attribution.cpp",
         "native/core/ovam/softmax_scores.cpp",
         "native/core/ovam/optimize.cpp",
+        "native/core/postprocess/label_maps.cpp",
         "native/addon/addon.cpp",
         "native/addon/convert.cpp",
         "native/addon/pipeline_wrap.cpp",
         "native/addon/generation_wrap.cpp",
-        "native/addon/components.cpp"
+        "native/addon/components.cpp",
+        "native/addon/postprocess_wrap.cpp"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",

@@ -6,13 +6,15 @@ import { OvamError } from "./errors";
 import { Reporter } from "./progress";
 import { hasFlag, parse, UsageError, type Command } from "./cli/args";
 import { attributeCommand } from "./cli/attribute";
+import { datasetCommand } from "./cli/dataset";
 import { demoCommand } from "./cli/demo";
 import { evalCommand } from "./cli/eval";
 import { generateCommand } from "./cli/generate";
+import { masksCommand } from "./cli/masks";
 import { optimizeCommand } from "./cli/optimize";
 import { studioCommand } from "./cli/studio";
 
-const commands: readonly Command[] = [generateCommand, attributeCommand, optimizeCommand, evalCommand, studioCommand, demoCommand];
+const commands: readonly Command[] = [generateCommand, attributeCommand, optimizeCommand, datasetCommand, masksCommand, evalCommand, studioCommand, demoCommand];
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const version: string = require("../package.json").version;
@@ -40,6 +42,7 @@ Examples:
   ovam attribute out/generation.safetensors car street tree --out maps/
   ovam optimize out/generation.safetensors --mask maps/car.mask.png --text car --out car.safetensors
   ovam attribute out/generation.safetensors --token car.safetensors --out maps/
+  ovam dataset examples/urban-thesis.json --out urban/
   ovam eval maps/ --truth gt/ --out report/
   ovam studio out/ --classes car`;
 

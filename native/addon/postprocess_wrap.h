@@ -1,0 +1,8 @@
+// JS entry points of the post-processing that turns attribution maps into labels.
+#pragma once
+#include <napi.h>
+
+namespace ovam::addon {
+// exports.labelMaps(maps, options) → Promise<{ labels, histogram }>
+void init_postprocess(Napi::Env env, Napi::Object exports);
+}  // namespace ovam::addon
