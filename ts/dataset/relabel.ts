@@ -83,7 +83,8 @@ export async function relabelDataset(dir: string, options: RelabelOptions = {}):
       },
     );
     await writeFileAtomic(path.join(folder, `${line.id}.png`), await encodeIndexed(info.width, info.height, label.labels.data, palette));
-    options.onItem?.(line.id, ++done, lines.length);
+    done++;
+    options.onItem?.(line.id, done, lines.length);
   }
   await writeFileAtomic(path.join(folder, "masks.json"), `${JSON.stringify({ settings, items: done }, null, 2)}\n`);
   return { folder, count: done, settings };
