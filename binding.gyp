@@ -33,12 +33,13 @@
         "native/core/ovam/refine.cpp",
         "native/core/postprocess/permutohedral_lattice.cpp",
         "native/core/postprocess/dense_crf.cpp",
+        "native/core/postprocess/label_maps.cpp",
         "native/addon/addon.cpp",
         "native/addon/convert.cpp",
         "native/addon/pipeline_wrap.cpp",
         "native/addon/generation_wrap.cpp",
         "native/addon/components.cpp",
-        "native/addon/dense_crf_wrap.cpp"
+        "native/addon/postprocess_wrap.cpp"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // npm run bench [-- --quick --device cuda ...]: builds the native benchmark with the same CMake
-// project (OVAM_BUILD_BENCH=ON) and runs it from the package root, then the evaluation row
-// (scripts/bench-eval.js, on the built library), which joins the same --json file.
+// project (OVAM_BUILD_BENCH=ON) and runs it from the package root, then the rows measured on the
+// built library (scripts/bench-eval.js, scripts/bench-dataset.js), which join the same --json file.
 const { execFileSync } = require("node:child_process");
 const fs = require("node:fs");
 const path = require("node:path");
@@ -26,6 +26,7 @@ const json = args.includes("--json") ? args[args.indexOf("--json") + 1] : "bench
 try {
   execFileSync(binary, args, { cwd: root, stdio: "inherit", env });
   execFileSync(process.execPath, [path.join(__dirname, "bench-eval.js"), "--json", json, ...(args.includes("--quick") ? ["--quick"] : [])], { cwd: root, stdio: "inherit", env });
+  execFileSync(process.execPath, [path.join(__dirname, "bench-dataset.js"), "--json", json], { cwd: root, stdio: "inherit", env });
 } catch (e) {
   process.exit(e.status || 1);
 }

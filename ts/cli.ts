@@ -6,14 +6,16 @@ import { OvamError } from "./errors";
 import { Reporter } from "./progress";
 import { hasFlag, parse, UsageError, type Command } from "./cli/args";
 import { attributeCommand } from "./cli/attribute";
+import { datasetCommand } from "./cli/dataset";
 import { demoCommand } from "./cli/demo";
 import { evalCommand } from "./cli/eval";
 import { generateCommand } from "./cli/generate";
+import { masksCommand } from "./cli/masks";
 import { optimizeCommand } from "./cli/optimize";
 import { segmentCommand } from "./cli/segment";
 import { studioCommand } from "./cli/studio";
 
-const commands: readonly Command[] = [generateCommand, attributeCommand, segmentCommand, optimizeCommand, evalCommand, studioCommand, demoCommand];
+const commands: readonly Command[] = [generateCommand, attributeCommand, segmentCommand, optimizeCommand, datasetCommand, masksCommand, evalCommand, studioCommand, demoCommand];
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const version: string = require("../package.json").version;
@@ -42,6 +44,7 @@ Examples:
   ovam optimize out/generation.safetensors --mask maps/car.mask.png --text car --out car.safetensors
   ovam attribute out/generation.safetensors --token car.safetensors --out maps/
   ovam segment photo.jpg car tree --strength 0.3 --out seg/
+  ovam dataset examples/urban-thesis.json --out urban/
   ovam eval maps/ --truth gt/ --out report/
   ovam studio out/ --classes car`;
 

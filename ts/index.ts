@@ -28,7 +28,9 @@ export {
 export { evaluate, type EvaluateOptions, type EvaluationFolders, type EvaluationItem, type EvaluationReport } from "./eval/evaluate";
 export { writeReport as writeEvaluation } from "./eval/report";
 export { startStudio, type StudioServer, type StudioServerOptions } from "./studio/server";
-export { decodePNG, encodeGray16, encodeGray8, encodeRGB, type DecodedPNG } from "./png";
+export { decodePNG, decodeIndexedPNG, encodeGray16, encodeGray8, encodeIndexed, encodeRGB, type DecodedPNG, type IndexedPNG } from "./png";
+export { labelMaps, resolveMaskSettings, MASK_PRESETS, type LabelClass, type LabelMap, type LabelMapRequest, type MaskPreset, type MaskSettings, type MaskSettingsInput } from "./masks";
+export * as dataset from "./dataset";
 export type {
   Activation,
   AttributeOptions,

@@ -83,6 +83,21 @@ export interface NativeOptimizeResult {
   initial: NativeTensor;
 }
 
+// native/core/postprocess/label_maps.h; ids increasing, one threshold per class.
+export interface NativeLabelMapOptions {
+  width: number;
+  height: number;
+  ids: number[];
+  thresholds: number[];
+  background: number;
+  interpolation: "bilinear" | "bicubic";
+  normalize: "max" | "minmax";
+  compare: "gt" | "ge";
+  uncertain: [number, number] | null;
+  minArea: number;
+  area: "bbox" | "pixels";
+}
+
 export interface NativeJob<T> {
   promise: Promise<T>;
   cancel(): void; // the job rejects with code ERR_OVAM_ABORTED within one step
@@ -129,6 +144,8 @@ export interface NativeAddon {
   cudaAvailable: boolean;
   loadPipeline(folder: string, options: NativeLoadOptions): Promise<NativePipeline>;
   saveTensors(file: string, tensors: Record<string, NativeTensor>, metadata: Record<string, string>): Promise<void>;
+  // A safetensors file's bytes; float tensors stored in `dtype` when given.
+  encodeTensors(tensors: Record<string, NativeTensor>, metadata: Record<string, string>, dtype?: "float32" | "float16" | "bfloat16"): Promise<Buffer>;
   loadTensors(file: string): Promise<{ tensors: Record<string, NativeTensor>; metadata: Record<string, string> }>;
   readMetadata(file: string): Promise<Record<string, string>>; // header only
   schedulers: string[]; // the scheduler classes the core implements (diffusers names)
@@ -138,6 +155,7 @@ export interface NativeAddon {
     probabilities: NativeTensor,
     params: { w1: number; alpha: number; beta: number; w2: number; gamma: number; iterations: number; threads: number },
   ): Promise<NativeTensor>;
+  labelMaps(maps: NativeTensor, options: NativeLabelMapOptions): Promise<{ labels: { data: Uint8Array; shape: number[] }; histogram: { data: Int32Array; shape: number[] } }>;
   components: Record<string, (...args: unknown[]) => Promise<unknown>>;
 }
 

@@ -232,7 +232,7 @@ export const options = <S extends z.core.$ZodLooseShape>(shape: S) =>
     error: (issue) => (issue.code === "unrecognized_keys" ? `option names ${Object.keys(shape).join(", ")}` : "an options object"),
   });
 
-const dtype = () => oneOf(["float32", "float16", "bfloat16"]);
+export const dtype = () => oneOf(["float32", "float16", "bfloat16"]);
 const activation = () => oneOf(["none", "relu", "sigmoid", "tanh", "sigmoid+relu", "clamp"]);
 // The multiple of the VAE factor is checked against the pipeline (pipeline.ts).
 const imageSide = () => integer(1, MAX_SIZE, `a positive multiple of the VAE factor (8) up to ${MAX_SIZE}`);
@@ -271,7 +271,7 @@ const selfAttentionSchema = options({
 });
 const selfAttentionAccepted = "true, false or { sides?, branch? }";
 
-const captureSchema = options({
+export const captureSchema = options({
   midBlock: boolean().default(false),
   branch: oneOf(["unconditional", "conditional"]).default("unconditional"),
   dtype: dtype().default("float32"),
@@ -341,7 +341,7 @@ const refineShape = {
   side: integer(1, MAX_SIZE, sideAccepted).optional(),
 };
 const sizeAccepted = `[height, width] (integers from 1 to ${MAX_SIZE}), "latent" or "image"`;
-const attributeShape = {
+export const attributeShape = {
   mode: oneOf(["softmax", "linear"]).default("softmax"),
   headActivation: activation().default("none"),
   headAggregation: oneOf(["sum", "mean"]).default("sum"),

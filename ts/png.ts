@@ -1,4 +1,4 @@
-// PNG encoding (RGB and grey 8-bit, grey 16-bit) and decoding (8-bit, non-interlaced), zlib
+// PNG encoding (RGB, grey and palette 8-bit, grey 16-bit) and decoding (8-bit, non-interlaced), zlib
 // work on the libuv pool by node:zlib.
 import { promisify } from "node:util";
 import { deflate as deflateCallback, inflate as inflateCallback } from "node:zlib";
@@ -11,6 +11,8 @@ const inflate = promisify(inflateCallback);
 const SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
 const COLOR_GREY = 0;
 const COLOR_RGB = 2;
+const COLOR_PALETTE = 3;
+const COLOR_NAMES: Record<number, string> = { 0: "grey", 2: "RGB", 3: "palette", 4: "grey+alpha", 6: "RGBA" };
 
 // CRC-32 (ISO 3309) as PNG chunks use it; node:zlib.crc32 is missing before Node 20.15.
 const CRC_TABLE = (() => {
@@ -46,23 +48,32 @@ function checkSize(where: string, width: number, height: number, option: string,
 }
 
 // Scanlines, each after filter byte 0 (none), deflated into IHDR + IDAT + IEND.
-async function encode(width: number, height: number, bitDepth: number, colorType: number, rows: Buffer): Promise<Buffer> {
+async function encode(width: number, height: number, bitDepth: number, colorType: number, rows: Buffer, extra: Buffer[] = []): Promise<Buffer> {
   const header = Buffer.alloc(13);
   header.writeUInt32BE(width, 0);
   header.writeUInt32BE(height, 4);
   header[8] = bitDepth;
   header[9] = colorType; // compression, filter and interlace methods: 0
   const compressed = await deflate(rows);
-  return Buffer.concat([SIGNATURE, chunk("IHDR", header), chunk("IDAT", compressed), chunk("IEND", Buffer.alloc(0))]);
+  return Buffer.concat([SIGNATURE, chunk("IHDR", header), ...extra, chunk("IDAT", compressed), chunk("IEND", Buffer.alloc(0))]);
 }
 
-async function encode8(where: string, width: number, height: number, pixels: Uint8Array, option: string, channels: number, colorType: number): Promise<Buffer> {
+async function encode8(
+  where: string,
+  width: number,
+  height: number,
+  pixels: Uint8Array,
+  option: string,
+  channels: number,
+  colorType: number,
+  extra: Buffer[] = [],
+): Promise<Buffer> {
   if (!(pixels instanceof Uint8Array)) throw invalidOption(where, option, pixels, "a Uint8Array");
   checkSize(where, width, height, option, pixels.length, channels, "Uint8Array");
   const stride = width * channels;
   const rows = Buffer.alloc((stride + 1) * height);
   for (let y = 0; y < height; y++) rows.set(pixels.subarray(y * stride, (y + 1) * stride), y * (stride + 1) + 1);
-  return encode(width, height, 8, colorType, rows);
+  return encode(width, height, 8, colorType, rows, extra);
 }
 
 /** An 8-bit RGB PNG from row-major RGB pixels (width × height × 3 bytes). */
@@ -103,10 +114,49 @@ const MAX_PIXELS = 1 << 28;
  * anything else is an InvalidArgumentError naming what is unsupported.
  */
 export async function decodePNG(png: Uint8Array, name = "PNG"): Promise<DecodedPNG> {
+  const { width, height, colorType, pixels } = await readPNG(png, name, "use 8-bit grey, grey+alpha, RGB or RGBA", (type) => CHANNELS[type]);
+  return { width, height, channels: CHANNELS[colorType], data: pixels };
+}
+
+/** A decoded 8-bit palette PNG: one palette index per pixel (a label map's class ids) and the palette's RGB entries. */
+export interface IndexedPNG {
+  width: number;
+  height: number;
+  indices: Uint8Array;
+  /** RGB triplets, 3 × entries bytes. */
+  palette: Uint8Array;
+}
+
+/** Decodes an 8-bit, non-interlaced palette PNG (as segmentation labels are stored) without mapping indices to colours. */
+export async function decodeIndexedPNG(png: Uint8Array, name = "PNG"): Promise<IndexedPNG> {
+  const { width, height, pixels, palette } = await readPNG(png, name, "use an 8-bit palette (colour type 3) PNG", (type) => (type === COLOR_PALETTE ? 1 : undefined));
+  if (!palette) throw new InvalidArgumentError(`${name}: a palette PNG without a PLTE chunk`);
+  return { width, height, indices: pixels, palette };
+}
+
+/** An 8-bit palette PNG: pixel values are palette indices (class ids), `palette` holds up to 256 RGB triplets. */
+export function encodeIndexed(width: number, height: number, indices: Uint8Array, palette: Uint8Array): Promise<Buffer> {
+  const where = "encodeIndexed()";
+  if (!(palette instanceof Uint8Array) || palette.length === 0 || palette.length % 3 !== 0 || palette.length > 768)
+    throw invalidOption(where, "palette", palette, "a Uint8Array of 1 to 256 RGB triplets");
+  const entries = palette.length / 3;
+  if (indices instanceof Uint8Array && entries < 256 && indices.some((i) => i >= entries))
+    throw invalidOption(where, "indices", "an index beyond the palette", `indices below ${entries} (the palette's entries)`);
+  return encode8(where, width, height, indices, "indices", 1, COLOR_PALETTE, [chunk("PLTE", palette)]);
+}
+
+// Chunks read and checked, image data inflated and unfiltered; `channelsOf` says which colour types the caller takes.
+async function readPNG(
+  png: Uint8Array,
+  name: string,
+  supported: string,
+  channelsOf: (colorType: number) => number | undefined,
+): Promise<{ width: number; height: number; colorType: number; pixels: Uint8Array; palette?: Uint8Array }> {
   const bytes = Buffer.from(png.buffer, png.byteOffset, png.byteLength);
   const bad = (what: string) => new InvalidArgumentError(`${name}: ${what}`);
   if (bytes.length < 8 || !bytes.subarray(0, 8).equals(SIGNATURE)) throw bad("not a PNG file (no PNG signature)");
   let header: Buffer | undefined;
+  let palette: Uint8Array | undefined;
   const idat: Buffer[] = [];
   for (let at = 8; ; ) {
     if (at + 12 > bytes.length) throw bad("truncated (no IEND chunk)");
@@ -116,6 +166,7 @@ export async function decodePNG(png: Uint8Array, name = "PNG"): Promise<DecodedP
     if (bytes.readUInt32BE(at + 8 + length) !== crc32(bytes.subarray(at + 4, at + 8 + length))) throw bad(`corrupt ${type} chunk (CRC mismatch)`);
     const data = bytes.subarray(at + 8, at + 8 + length);
     if (type === "IHDR") header = data;
+    else if (type === "PLTE") palette = Uint8Array.from(data);
     else if (type === "IDAT") idat.push(data);
     else if (type === "IEND") break;
     at += 12 + length;
@@ -124,8 +175,8 @@ export async function decodePNG(png: Uint8Array, name = "PNG"): Promise<DecodedP
   const width = header.readUInt32BE(0);
   const height = header.readUInt32BE(4);
   const [bitDepth, colorType, , , interlace] = header.subarray(8);
-  const channels = CHANNELS[colorType];
-  if (channels === undefined) throw bad(`colour type ${colorType} (${colorType === 3 ? "palette" : "unknown"}) is not supported; use 8-bit grey, grey+alpha, RGB or RGBA`);
+  const channels = channelsOf(colorType);
+  if (channels === undefined) throw bad(`colour type ${colorType} (${COLOR_NAMES[colorType] ?? "unknown"}) is not supported; ${supported}`);
   if (bitDepth !== 8) throw bad(`bit depth ${bitDepth} is not supported; use 8 bits per sample`);
   if (interlace !== 0) throw bad("interlaced (Adam7) PNGs are not supported; save it non-interlaced");
   if (width < 1 || height < 1 || width * height > MAX_PIXELS) throw bad(`a ${width}×${height} image is outside the supported sizes`);
@@ -137,7 +188,7 @@ export async function decodePNG(png: Uint8Array, name = "PNG"): Promise<DecodedP
   }
   const stride = width * channels;
   if (raw.length < (stride + 1) * height) throw bad("image data shorter than its size");
-  return { width, height, channels, data: unfilter(raw, width, height, channels, bad) };
+  return { width, height, colorType, pixels: unfilter(raw, width, height, channels, bad), ...(palette ? { palette } : {}) };
 }
 
 // Reverses the per-row filters (PNG spec §9): bpp = channels for 8-bit samples.

@@ -59,28 +59,29 @@ export class Reporter {
     else this.#out.write(text.endsWith("\n") ? text : `${text}\n`);
   }
 
-  /** Starts reporting `total` units ("step", "epoch") of the job `name`. */
-  start(name: string, unit: string, total: number): Task {
+  /** Starts reporting `total` units ("step", "epoch") of the job `name`; `rate` also shows units per second. */
+  start(name: string, unit: string, total: number, options: { rate?: boolean } = {}): Task {
     const started = this.#now();
     let last = 0;
     const timing = (done: number) => {
       const elapsed = this.#now() - started;
-      return { elapsed, remaining: done > 0 ? (elapsed / done) * (total - done) : NaN };
+      return { elapsed, remaining: done > 0 ? (elapsed / done) * (total - done) : NaN, rate: elapsed > 0 ? done / elapsed : NaN };
     };
     return {
       update: (done, extra = {}) => {
         last = done;
-        const { elapsed, remaining } = timing(done);
+        const { elapsed, remaining, rate } = timing(done);
         const loss = extra.loss === undefined ? "" : `  loss ${extra.loss.toPrecision(5)}`;
         const counts = `${unit} ${done}/${total}`;
+        const speed = options.rate ? `, ${Number.isFinite(rate) ? rate.toPrecision(3) : "?"} ${unit}/s` : "";
         if (this.mode === "json")
-          this.record("progress", { task: name, unit, done, total, elapsed_s: round(elapsed), remaining_s: round(remaining), ...extra });
-        else if (this.mode === "plain") this.#line(`${name}: ${counts}${loss}  ${formatDuration(elapsed)} elapsed, ~${formatDuration(remaining)} left`);
+          this.record("progress", { task: name, unit, done, total, elapsed_s: round(elapsed), remaining_s: round(remaining), ...(options.rate ? { rate_per_s: round(rate) } : {}), ...extra });
+        else if (this.mode === "plain") this.#line(`${name}: ${counts}${loss}  ${formatDuration(elapsed)} elapsed, ~${formatDuration(remaining)} left${speed}`);
         else {
           if (loss) this.#line(`${name}: ${counts}${loss}`);
           const filled = Math.round((BAR_WIDTH * done) / Math.max(1, total));
           const bar = `${"█".repeat(filled)}${"░".repeat(BAR_WIDTH - filled)}`;
-          const text = `${name} ${bar} ${counts}  ${formatDuration(elapsed)} elapsed, ~${formatDuration(remaining)} left`;
+          const text = `${name} ${bar} ${counts}  ${formatDuration(elapsed)} elapsed, ~${formatDuration(remaining)} left${speed}`;
           this.#err.write(`\r${text.slice(0, (this.#err.columns || 80) - 1)}\x1b[K`); // a pty may report 0 columns
           this.#barShown = true;
         }

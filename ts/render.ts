@@ -45,6 +45,20 @@ export function overlay(image: RGBImage, intensity: Float32Array): RGBImage {
   return { width: image.width, height: image.height, pixels };
 }
 
+// How much a label's colour covers the picture in a label overlay.
+const LABEL_OPACITY = 0.5;
+
+/** The image with each pixel's label colour (`palette`, 256 RGB entries) blended over it; labels equal to `skip` leave the image as it is. */
+export function labelOverlay(image: RGBImage, labels: Uint8Array, palette: Uint8Array, skip?: number): RGBImage {
+  const pixels = new Uint8Array(image.pixels.length);
+  for (let i = 0; i < labels.length; i++) {
+    const entry = labels[i] * 3;
+    const alpha = labels[i] === skip ? 0 : LABEL_OPACITY;
+    for (let c = 0; c < 3; c++) pixels[i * 3 + c] = Math.round(image.pixels[i * 3 + c] * (1 - alpha) + palette[entry + c] * alpha);
+  }
+  return { width: image.width, height: image.height, pixels };
+}
+
 /** Nearest-neighbour enlargement by an integer factor. */
 export function upscale(image: RGBImage, factor: number): RGBImage {
   const width = image.width * factor;

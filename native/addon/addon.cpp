@@ -3,16 +3,16 @@
 #include <torch/torch.h>
 
 #include "addon/components.h"
-#include "addon/dense_crf_wrap.h"
 #include "addon/generation_wrap.h"
 #include "addon/pipeline_wrap.h"
+#include "addon/postprocess_wrap.h"
 
 namespace {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("components", ovam::addon::init_components(env));
   ovam::addon::init_pipeline(env, exports);
   ovam::addon::init_generation(env, exports);
-  ovam::addon::init_dense_crf(env, exports);
+  ovam::addon::init_postprocess(env, exports);
   exports.Set("torchVersion", Napi::String::New(env, TORCH_VERSION));
   exports.Set("cudaAvailable", Napi::Boolean::New(env, torch::cuda::is_available()));
   return exports;

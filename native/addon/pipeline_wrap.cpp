@@ -202,22 +202,46 @@ std::vector<std::pair<std::string, torch::Tensor>> named_tensors(const Napi::Obj
   return out;
 }
 
+// Every property of `o` as a string (safetensors metadata).
+std::map<std::string, std::string> string_map(const Napi::Object& o) {
+  std::map<std::string, std::string> out;
+  auto keys = o.GetPropertyNames();
+  for (uint32_t i = 0; i < keys.Length(); ++i) {
+    auto key = keys.Get(i).As<Napi::String>().Utf8Value();
+    out[key] = o.Get(key).ToString().Utf8Value();
+  }
+  return out;
+}
+
 Napi::Value SaveTensors(const Napi::CallbackInfo& info) {
   auto env = info.Env();
   if (info.Length() < 3 || !info[0].IsString() || !info[1].IsObject() || !info[2].IsObject())
     throw_js(env, code::kInvalidArgument, "saveTensors(file, tensors, metadata)");
   auto file = info[0].As<Napi::String>().Utf8Value();
   auto tensors = named_tensors(info[1].As<Napi::Object>());
-  std::map<std::string, std::string> metadata;
-  auto m = info[2].As<Napi::Object>();
-  auto keys = m.GetPropertyNames();
-  for (uint32_t i = 0; i < keys.Length(); ++i) {
-    auto key = keys.Get(i).As<Napi::String>().Utf8Value();
-    metadata[key] = m.Get(key).ToString().Utf8Value();
-  }
+  auto metadata = string_map(info[2].As<Napi::Object>());
   return Job::queue(env, [file, tensors, metadata]() {
     save_safetensors(file, tensors, metadata);
     return [](Napi::Env env) -> Napi::Value { return env.Undefined(); };
+  });
+}
+
+// encodeTensors(tensors, metadata, dtype?) → Promise<Buffer>: the bytes of a safetensors file (the
+// TS side writes them through its atomic writer); float tensors are stored in `dtype` when given.
+Napi::Value EncodeTensors(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  if (info.Length() < 2 || !info[0].IsObject() || !info[1].IsObject())
+    throw_js(env, code::kInvalidArgument, "encodeTensors(tensors, metadata, dtype?)");
+  auto tensors = named_tensors(info[0].As<Napi::Object>());
+  auto metadata = string_map(info[1].As<Napi::Object>());
+  if (info.Length() > 2 && info[2].IsString()) {
+    auto dtype = parse_dtype(info[2].As<Napi::String>().Utf8Value());
+    for (auto& [name, tensor] : tensors)
+      if (tensor.is_floating_point()) tensor = tensor.to(dtype);
+  }
+  return Job::queue(env, [tensors, metadata]() {
+    auto bytes = std::make_shared<std::string>(encode_safetensors(tensors, metadata));
+    return [bytes](Napi::Env env) -> Napi::Value { return Napi::Buffer<char>::Copy(env, bytes->data(), bytes->size()); };
   });
 }
 
@@ -263,6 +287,7 @@ void init_pipeline(Napi::Env env, Napi::Object exports) {
   exports.Set("Pipeline", PipelineWrap::define(env));
   exports.Set("loadPipeline", Napi::Function::New(env, LoadPipeline));
   exports.Set("saveTensors", Napi::Function::New(env, SaveTensors));
+  exports.Set("encodeTensors", Napi::Function::New(env, EncodeTensors));
   exports.Set("loadTensors", Napi::Function::New(env, LoadTensors));
   exports.Set("readMetadata", Napi::Function::New(env, ReadMetadata));
   auto names = scheduler_names();

@@ -170,8 +170,8 @@ torch::Tensor SafetensorsFile::tensor(const std::string& name) const {
   return torch::from_blob(ptr, e.shape, [keep = shared_from_this()](void*) {}, torch::TensorOptions().dtype(e.dtype));
 }
 
-void save_safetensors(const std::string& path, const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
-                      const std::map<std::string, std::string>& metadata) {
+std::string encode_safetensors(const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
+                               const std::map<std::string, std::string>& metadata) {
   Json header = Json::object();
   if (!metadata.empty()) header["__metadata__"] = metadata;
   std::vector<torch::Tensor> contiguous;
@@ -187,14 +187,23 @@ void save_safetensors(const std::string& path, const std::vector<std::pair<std::
   }
   std::string text = header.dump();
   text.append((8 - text.size() % 8) % 8, ' ');  // keeps the data section 8-byte aligned for mmap views
+  std::string out;
+  out.reserve(8 + text.size() + offset);
+  const uint64_t len = text.size();
+  for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((len >> (8 * i)) & 0xff));
+  out += text;
+  for (const auto& c : contiguous) out.append(static_cast<const char*>(c.data_ptr()), c.numel() * c.element_size());
+  return out;
+}
+
+void save_safetensors(const std::string& path, const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
+                      const std::map<std::string, std::string>& metadata) {
+  const std::string bytes = encode_safetensors(tensors, metadata);
   const std::string tmp = path + ".tmp-" + std::to_string(::getpid());
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
     if (!out) throw Error(code::kNotFound, "cannot write " + tmp + ": " + std::strerror(errno));
-    uint64_t len = text.size();
-    for (int i = 0; i < 8; ++i) out.put(static_cast<char>((len >> (8 * i)) & 0xff));
-    out.write(text.data(), text.size());
-    for (const auto& c : contiguous) out.write(static_cast<const char*>(c.data_ptr()), c.numel() * c.element_size());
+    out.write(bytes.data(), bytes.size());
     out.flush();
     if (!out) {
       std::remove(tmp.c_str());

@@ -49,6 +49,11 @@ class SafetensorsFile : public std::enable_shared_from_this<SafetensorsFile> {
   std::map<std::string, std::string> metadata_;
 };
 
+// The bytes of a safetensors file holding tensors (any device/dtype among F32, F16, BF16, I64, I32,
+// U8) with string metadata; the header's keys sorted, so equal inputs give equal bytes.
+std::string encode_safetensors(const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
+                               const std::map<std::string, std::string>& metadata = {});
+
 // Writes tensors (any device/dtype among F32, F16, BF16, I64, I32, U8) with string metadata to
 // `path`, through a temporary file renamed into place so a failed write never leaves half a file.
 void save_safetensors(const std::string& path, const std::vector<std::pair<std::string, torch::Tensor>>& tensors,

@@ -1,0 +1,218 @@
+// One item of a dataset: generate → attribute each class → [refine] → masks → write its files.
+// The same function serves the local runner and the queue's workers; it writes the item's files
+// (each atomically) and returns its manifest line without appending it: the caller's single
+// manifest writer does that, last, so the line is the commit point.
+import path from "node:path";
+
+import { abortError, awaitNative, InvalidArgumentError } from "../errors";
+import { generate, type GeneratedImage } from "../image";
+import { attribute } from "../maps";
+import { labelMaps, type LabelMap } from "../masks";
+import { native } from "../native";
+import { encodeIndexed, encodeRGB } from "../png";
+import type { Pipeline } from "../pipeline";
+import { labelOverlay } from "../render";
+import type { OptimizedToken } from "../token";
+import { writeFileAtomic } from "../files";
+import { itemFiles, paletteOf } from "./layout";
+import type { ManifestLine } from "./manifest";
+import type { DatasetClass, DatasetSpec, Item } from "./spec";
+
+export interface ItemContext {
+  pipeline: Pipeline;
+  spec: DatasetSpec;
+  /** The dataset folder (its layout's folders already made). */
+  out: string;
+  /** The optimised token of each class attributed by one, by class id. */
+  tokens: ReadonlyMap<number, OptimizedToken>;
+}
+
+/** Per labelled class, its map at the attention grid: [classes, h, w]. */
+export interface ClassMaps {
+  classes: DatasetClass[];
+  data: Float32Array;
+  height: number;
+  width: number;
+}
+
+const MAPS_FORMAT = "ovam-dataset-maps/1";
+
+/** An item computed but not yet written. */
+export interface MadeItem {
+  item: Item;
+  image: GeneratedImage;
+  maps: ClassMaps;
+  label: LabelMap;
+  /** Seconds spent generating, attributing and labelling. */
+  timings: { generate: number; attribute: number; masks: number };
+}
+
+/** Generates, labels and writes item `item` of `ctx.spec`; returns its manifest line (not appended). */
+export async function runItem(ctx: ItemContext, item: Item, opts: { signal?: AbortSignal } = {}): Promise<ManifestLine> {
+  return writeItem(ctx, await makeItem(ctx, item, opts));
+}
+
+/** The compute half of runItem: generate → attribute each class → [refine] → masks. */
+export async function makeItem(ctx: ItemContext, item: Item, opts: { signal?: AbortSignal } = {}): Promise<MadeItem> {
+  const { spec, pipeline } = ctx;
+  const { signal } = opts;
+  const clock = timer();
+  const { capture, ...settings } = spec.generate;
+  const image = await generate(pipeline, { ...settings, prompt: item.prompt, seed: item.seed, capture: { ...capture, streaming: false }, signal });
+  try {
+    const generated = clock.lap();
+    const maps = await attributeClasses(ctx, image, item, signal);
+    // Room for refinement (self-attention A^p · c) of the maps before they become labels.
+    const attributed = clock.lap();
+    // The captured attention is the memory that matters; only a saved generation file still needs it.
+    if (!spec.save.generation) image.dispose();
+    const label = await labelMaps(
+      { data: maps.data, shape: [maps.classes.length, maps.height, maps.width] },
+      {
+        width: image.width,
+        height: image.height,
+        classes: maps.classes.map((c) => ({ id: c.id, threshold: c.threshold })),
+        background: spec.background,
+        settings: spec.masks,
+      },
+    );
+    // Room for a dense CRF over the image and the class scores.
+    if (signal?.aborted) throw abortError(`item ${item.id}`, signal);
+    return { item, image, maps, label, timings: { generate: generated, attribute: attributed, masks: clock.lap() } };
+  } catch (error) {
+    image.dispose();
+    throw error;
+  }
+}
+
+/** The write half of runItem: the item's files, each through the atomic writer; returns its manifest line. */
+export async function writeItem(ctx: ItemContext, made: MadeItem): Promise<ManifestLine> {
+  const { item, image, maps, label } = made;
+  const clock = timer();
+  try {
+    const files = await writeFiles(ctx, item, image, maps, label);
+    const pixels = image.width * image.height;
+    return {
+      id: item.id,
+      index: item.index,
+      prompt: item.prompt,
+      classes: item.classes,
+      seed: item.seed,
+      settings: { steps: image.settings.steps, guidanceScale: image.settings.guidanceScale, width: image.width, height: image.height, scheduler: image.settings.scheduler },
+      foreground: Object.fromEntries(maps.classes.map((c) => [c.name, label.histogram[c.id] / pixels])),
+      uncertain: ctx.spec.background === 255 ? 0 : label.histogram[255] / pixels,
+      files,
+      timings: { ...made.timings, write: clock.lap() },
+    };
+  } finally {
+    image.dispose();
+  }
+}
+
+/** Each of the item's classes attributed on its own (a word's map is the mean of its tokens), at the attention grid. */
+export async function attributeClasses(ctx: ItemContext, image: GeneratedImage, item: Item, signal?: AbortSignal): Promise<ClassMaps> {
+  const classes = item.classes.map((id) => {
+    const found = ctx.spec.classes.find((c) => c.id === id);
+    if (!found) throw new InvalidArgumentError(`item ${item.id}: class id ${id} is not among the spec's classes`);
+    return found;
+  });
+  const planes: Float32Array[] = [];
+  let height = 0;
+  let width = 0;
+  for (const c of classes) {
+    if (signal?.aborted) throw abortError(`item ${item.id}`, signal);
+    const token = "token" in c.attribute ? ctx.tokens.get(c.id) : undefined;
+    if ("token" in c.attribute && !token) throw new InvalidArgumentError(`item ${item.id}: no token loaded for class "${c.name}"`);
+    const maps = await attribute(image, token ?? (c.attribute as { text: string }).text, { ...ctx.spec.attribute, size: "latent" });
+    const map = maps.word(token ? token.text : (c.attribute as { text: string }).text);
+    planes.push(map.data);
+    ({ height, width } = map);
+  }
+  const data = new Float32Array(planes.length * height * width);
+  planes.forEach((plane, i) => data.set(plane, i * height * width));
+  return { classes, data, height, width };
+}
+
+// The item's files, written side by side (each through the atomic writer); paths relative to the dataset folder.
+async function writeFiles(ctx: ItemContext, item: Item, image: GeneratedImage, maps: ClassMaps, label: LabelMap): Promise<ManifestLine["files"]> {
+  const { spec, out } = ctx;
+  const names = itemFiles(spec.layout, item.id);
+  const palette = paletteOf(spec);
+  const at = (name: string) => path.join(out, name);
+  const files: ManifestLine["files"] = { image: names.image, label: names.label };
+  const writes: Promise<void>[] = [
+    image.toPNG().then((png) => writeFileAtomic(at(names.image), png)),
+    encodeIndexed(image.width, image.height, label.labels.data, palette).then((png) => writeFileAtomic(at(names.label), png)),
+  ];
+  if (spec.save.maps) {
+    files.maps = names.maps;
+    writes.push(mapsFile(spec, item, image, maps, spec.save.maps).then((bytes) => writeFileAtomic(at(names.maps), bytes)));
+  }
+  if (spec.save.overlays) {
+    files.overlay = names.overlay;
+    const picture = labelOverlay({ width: image.width, height: image.height, pixels: image.pixels }, label.labels.data, palette, spec.background);
+    writes.push(encodeRGB(picture.width, picture.height, picture.pixels).then((png) => writeFileAtomic(at(names.overlay), png)));
+  }
+  if (spec.save.generation) {
+    files.generation = names.generation;
+    writes.push(image.save(at(names.generation)));
+  }
+  await Promise.all(writes);
+  return files;
+}
+
+/** The maps file's metadata: what `ovam masks` needs to label the maps again. */
+export interface MapsMetadata {
+  format: typeof MAPS_FORMAT;
+  id: string;
+  prompt: string;
+  seed: number;
+  /** The image's size, which labels are upsampled to. */
+  width: number;
+  height: number;
+  /** Tensor name, id and what was attributed, per class. */
+  classes: { tensor: string; id: number; name: string; attribute: DatasetClass["attribute"] }[];
+  attribute: DatasetSpec["attribute"];
+}
+
+// One [h, w] tensor per class, named by the class, in `dtype`, with MapsMetadata as JSON.
+function mapsFile(spec: DatasetSpec, item: Item, image: GeneratedImage, maps: ClassMaps, dtype: "float16" | "float32"): Promise<Uint8Array> {
+  const plane = maps.height * maps.width;
+  const metadata: MapsMetadata = {
+    format: MAPS_FORMAT,
+    id: item.id,
+    prompt: item.prompt,
+    seed: item.seed,
+    width: image.width,
+    height: image.height,
+    classes: maps.classes.map((c) => ({ tensor: c.stem, id: c.id, name: c.name, attribute: c.attribute })),
+    attribute: spec.attribute,
+  };
+  const tensors = Object.fromEntries(maps.classes.map((c, i) => [c.stem, { data: maps.data.slice(i * plane, (i + 1) * plane), shape: [maps.height, maps.width] }]));
+  return awaitNative(native.encodeTensors(tensors, { ovam: JSON.stringify(metadata) }, dtype));
+}
+
+/** Reads the metadata of a maps file's header, checking it is one. */
+export function parseMapsMetadata(metadata: Record<string, string>, file: string): MapsMetadata {
+  let value: MapsMetadata | undefined;
+  try {
+    value = JSON.parse(metadata.ovam ?? "") as MapsMetadata;
+  } catch {
+    value = undefined;
+  }
+  if (value?.format !== MAPS_FORMAT || !Array.isArray(value.classes)) throw new InvalidArgumentError(`${file}: not a dataset maps file (no ${MAPS_FORMAT} metadata)`);
+  return value;
+}
+
+// Seconds since the previous lap.
+function timer(): { lap(): number } {
+  let last = performance.now();
+  return {
+    lap() {
+      const now = performance.now();
+      const seconds = (now - last) / 1000;
+      last = now;
+      return Math.round(seconds * 1e4) / 1e4;
+    },
+  };
+}
