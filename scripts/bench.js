@@ -6,6 +6,11 @@ const { execFileSync } = require("node:child_process");
 const fs = require("node:fs");
 const path = require("node:path");
 
+// --queue: the dataset queue's throughput with 1-3 workers (scripts/bench-queue.js), instead of the native bench.
+if (process.argv.includes("--queue")) {
+  require("./bench-queue.js");
+  return;
+}
 const root = path.resolve(__dirname, "..");
 const cmakeJs = path.join(root, "node_modules", ".bin", "cmake-js");
 // configure, not compile: compile skips CMake when build/ is already configured (by npm install),

@@ -20,7 +20,8 @@ export type ErrorCode =
   | "ERR_OVAM_WORD_NOT_FOUND"
   | "ERR_OVAM_AMBIGUOUS_WORD"
   | "ERR_OVAM_BUSY"
-  | "ERR_OVAM_INTERNAL";
+  | "ERR_OVAM_INTERNAL"
+  | "ERR_OVAM_QUEUE";
 
 /** Base class of every error ovam raises; `code` tells them apart without reading messages. */
 export class OvamError extends Error {
@@ -147,6 +148,13 @@ export class DeviceError extends OvamError {
 export class InternalError extends OvamError {
   constructor(message: string, options?: { cause?: unknown }) {
     super("ERR_OVAM_INTERNAL", message, options);
+  }
+}
+
+/** The dataset queue (Redis, BullMQ) could not be read or written; the message names the URL without its password. */
+export class QueueError extends OvamError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super("ERR_OVAM_QUEUE", message, options);
   }
 }
 
