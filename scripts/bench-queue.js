@@ -17,8 +17,9 @@ const arg = (name, fallback) => {
 const ITEMS = arg("--items", 24);
 const STEPS = arg("--steps", 2);
 
-function startWorker(url) {
-  const child = spawn(process.execPath, [cli, "worker", "--queue", url, "--json"], { stdio: ["ignore", "pipe", "inherit"] });
+// A worker with the model loaded before it reports ready (its load is not part of the run).
+function startWorker(url, model) {
+  const child = spawn(process.execPath, [cli, "worker", "--queue", url, "--model", model, "--json"], { stdio: ["ignore", "pipe", "inherit"] });
   const ready = new Promise((resolve, reject) => {
     let buffer = "";
     child.stdout.on("data", (data) => {
@@ -54,7 +55,7 @@ async function main() {
     const local = (performance.now() - started) / 1000;
     rows.push(["local runner", local]);
     for (const count of [1, 2, 3]) {
-      const workers = Array.from({ length: count }, () => startWorker(redis.url));
+      const workers = Array.from({ length: count }, () => startWorker(redis.url, ovam.bundledModelDir));
       try {
         await Promise.all(workers.map((w) => w.ready));
         started = performance.now();
