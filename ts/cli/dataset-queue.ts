@@ -23,8 +23,8 @@ export const QUEUE_HELP = `Queue options (several machines; README "Make a datas
                           writer until every item is done or failed
   --queue-name NAME       the BullMQ queue (default ovam-dataset)
   --attempts N            attempts per item before it is recorded as failed (default 3)
-  --detach                enqueue and return; a later run of the same command (or
-                          "dataset status") follows it`;
+  --detach                enqueue and return; a later run of the same command follows
+                          the run (and writes the manifest), "dataset status" shows it`;
 
 /** ovam dataset SPEC --out DIR --queue URL. */
 export async function runQueuedDataset(ctx: Context, spec: string, out: string, values: Values): Promise<void> {
