@@ -74,16 +74,17 @@ await Promise.all(pool.map(ready));
 
 t.test("3 workers make a 24-item dataset; one SIGKILLed mid-item: every item once, files as a local run's", async (t) => {
   const local = dataset.run(spec24, { out: path.join(tmp, "local"), baseDir: tmp, pipeline: sd });
-  // The producer through the CLI (--json records); a worker is killed right after it takes its second item.
+  // The producer through the CLI (--json records).
   fs.writeFileSync(path.join(tmp, "spec24.json"), JSON.stringify(spec24));
   const producer = spawn(process.execPath, [cli, "dataset", path.join(tmp, "spec24.json"), "--out", path.join(tmp, "queued"), "--queue", redis.url, "--json"], { stdio: ["ignore", "pipe", "pipe"] });
   let stdout = "";
   let stderr = "";
   producer.stdout.on("data", (d) => (stdout += d));
   producer.stderr.on("data", (d) => (stderr += d));
+  // Killed as soon as it takes its first item: it loads the model inside that item (workers here
+  // have no --model), so the kill lands mid-item however fast items are.
   const victim = pool[0];
-  await victim.waitFor((r) => r.event === "item", "first item");
-  const taken = await victim.waitFor((r) => r.event === "start" && victim.records.filter((x) => x.event === "start").length >= 2, "second item taken");
+  const taken = await victim.waitFor((r) => r.event === "start", "an item taken");
   const { signal } = await victim.kill("SIGKILL");
   t.equal(signal, "SIGKILL");
   t.notOk(victim.records.some((r) => r.event === "item" && r.id === taken.id), `the victim was killed while making ${taken.id}`);
