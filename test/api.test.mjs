@@ -485,6 +485,7 @@ t.test("error classes", async (t) => {
     ["TokenizerError", "ERR_OVAM_TOKENIZER"],
     ["DeviceError", "ERR_OVAM_DEVICE"],
     ["InternalError", "ERR_OVAM_INTERNAL"],
+    ["QueueError", "ERR_OVAM_QUEUE"],
   ];
   for (const [name, code] of classes) {
     const error = name === "InvalidOptionError" ? new ovam[name]("f()", [{ option: "x", value: 1, accepted: "2" }]) : new ovam[name]("message");

@@ -285,7 +285,7 @@ t.test("--help for ovam and every command, --version", async (t) => {
     t.equal(run.status, 0, `${args}: exit 0`);
     t.match(run.stdout, /Usage: ovam <command>/, `${args}: usage`);
   }
-  for (const command of ["generate", "attribute", "segment", "optimize", "eval", "demo"]) {
+  for (const command of ["generate", "attribute", "segment", "optimize", "eval", "worker", "demo"]) {
     // Help wins over other mistakes on the line.
     const run = ovamCLI([command, "--bogus", "--help"]);
     t.equal(run.status, 0, `${command} --help: exit 0`);

@@ -14,8 +14,9 @@ import { masksCommand } from "./cli/masks";
 import { optimizeCommand } from "./cli/optimize";
 import { segmentCommand } from "./cli/segment";
 import { studioCommand } from "./cli/studio";
+import { workerCommand } from "./cli/worker";
 
-const commands: readonly Command[] = [generateCommand, attributeCommand, segmentCommand, optimizeCommand, datasetCommand, masksCommand, evalCommand, studioCommand, demoCommand];
+const commands: readonly Command[] = [generateCommand, attributeCommand, segmentCommand, optimizeCommand, datasetCommand, workerCommand, masksCommand, evalCommand, studioCommand, demoCommand];
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const version: string = require("../package.json").version;

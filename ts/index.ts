@@ -65,6 +65,7 @@ export {
   ModelLoadError,
   NotFoundError,
   OvamError,
+  QueueError,
   SafetensorsError,
   TokenizerError,
   WeightsError,

@@ -4,6 +4,7 @@ import { filterDataset } from "../dataset/filter";
 import { runDataset } from "../dataset/run";
 import type { Task } from "../progress";
 import { choice, commonOptions, COMMON_HELP, noExtra, number, required, text, type Command } from "./args";
+import { datasetStatusCommand, QUEUE_HELP, queueOptions, runQueuedDataset } from "./dataset-queue";
 import { displayPath } from "./output";
 import { BUNDLED_WARNING, isBundled } from "./workflow";
 
@@ -17,9 +18,12 @@ export const datasetCommand: Command = {
     limit: { type: "string" },
     layout: { type: "string" },
     name: { type: "string" },
+    ...queueOptions,
   },
   help: `Usage: ovam dataset <spec.json> --out DIR [--shard i/n] [--limit N] [--layout voc]
        ovam dataset filter <DIR> [--name SPLIT]
+       ovam dataset <spec.json> --out DIR --queue redis://host:6379 [--attempts N] [--detach]
+       ovam dataset status <DIR> [--queue URL]   (or --queue URL alone: every queued dataset)
 
 Makes the dataset the spec describes (classes, prompt templates or a prompts file, seeds,
 generation, attribution and mask settings; README "Make a dataset") into DIR:
@@ -48,6 +52,8 @@ Options:
   --layout NAME           default or voc (overrides the spec's layout)
   --name SPLIT            filter: the split to write (default train-filtered)
 
+${QUEUE_HELP}
+
 ${COMMON_HELP}
 
 Examples:
@@ -71,9 +77,11 @@ Examples:
       );
       return;
     }
+    if (first === "status" && (rest.length > 0 || values.queue !== undefined || values.out === undefined)) return datasetStatusCommand(ctx, rest, values);
     const spec = required(first, "spec file (ovam dataset <spec.json> --out DIR)");
     noExtra(rest, "one spec file");
     const out = required(text(values, "out"), "--out DIR");
+    if (values.queue !== undefined) return runQueuedDataset(ctx, spec, out, values);
     let task: Task | undefined;
     const result = await runDataset(spec, {
       out,

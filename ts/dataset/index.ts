@@ -5,4 +5,6 @@ export { runItem, makeItem, writeItem, parseMapsMetadata, type ItemContext, type
 export { readManifest, appendManifestLine, type ManifestLine } from "./manifest";
 export { relabelDataset as relabel, type RelabelOptions } from "./relabel";
 export { filterDataset as filter, type FilterOptions, type FilterResult } from "./filter";
+export { runQueued, datasetStatus as status, queueStatus, redactUrl, type QueueRunOptions, type QueueRunResult, type QueueProgress, type DatasetStatus, type ItemFailure } from "./queue";
+export { startWorker, type WorkerOptions, type DatasetWorker } from "./worker";
 export { paletteOf, vocPalette, itemFiles, splitFile, VOC_CLASSES, CITYSCAPES_CLASSES, DATASET_FILE, MANIFEST_FILE } from "./layout";
