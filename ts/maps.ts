@@ -2,6 +2,7 @@
 // image, with per-word maps and masks.
 import { AmbiguousWordError, awaitNative, callNative, InternalError, WordNotFoundError } from "./errors";
 import { attentionOf, type GeneratedImage } from "./image";
+import { checkMemory } from "./memory";
 import type { NativeAttributeOptions, NativeTensor } from "./native";
 import {
   attributeSchema,
@@ -125,15 +126,20 @@ export async function attribute(image: GeneratedImage, text: string | OptimizedT
   const { generation, pipeline } = attentionOf(image, where, "image", { option: "mode", value: o.mode });
   const request: NativeAttributeOptions = { ...o, size: size === "image" ? [image.height, image.width] : size === "latent" ? null : size };
   const { pipeline: owner } = image;
+  // The maps are held twice at the end (the core's tensor and its JavaScript copy).
+  const [height, width] = request.size ?? [Math.max(...image.blocks.map((b) => b.height)), Math.max(...image.blocks.map((b) => b.width))];
+  const checkMaps = (tokens: number) => checkMemory(where, "size", size, { maps: 2 * tokens * height * width * 4 }, owner.memoryBudget);
   if (text instanceof OptimizedToken) {
     const embeddings = tokenEmbedding(text, pipeline.contextDim, where, "token");
     const [bos] = callNative(() => pipeline.tokenize("")).tokens;
+    checkMaps(2);
     const result = await awaitNative(generation.attribute({ embeddings }, request));
     return new AttributionMaps(result.maps, [bos, text.text], [], (_, word) => (word === text.text ? [[1]] : []));
   }
   if (typeof text !== "string") throw invalidOption(where, "text", text, "a string or an OptimizedToken");
   const { tokens, ids } = callNative(() => pipeline.tokenize(text));
   if (ids.length <= 2) throw invalidOption(where, "text", text, "a text with at least one token");
+  checkMaps(ids.length);
   const result = await awaitNative(generation.attribute({ text }, request));
   return new AttributionMaps(result.maps, tokens, ids, (at, word) => locateWord(at, owner, word, ids));
 }

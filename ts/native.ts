@@ -91,6 +91,8 @@ export interface NativePipeline {
   tokenize(text: string): { ids: number[]; tokens: string[] }; // cheap, synchronous
   encodeText(text: string): Promise<NativeTensor>; // [T, D] in 77-token windows
   generate(options: NativeGenerateOptions, onStep: StepCallback | null): NativeJob<NativeGeneration>;
+  // Bytes generate() is estimated to need; throws for steps outside the scheduler's range.
+  estimateGenerate(options: NativeGenerateOptions): { evaluations: number; attention: number; store: number; decode: number };
   loadGeneration(file: string): Promise<NativeGeneration>;
   dispose(): void;
 }
@@ -106,7 +108,7 @@ export interface NativeGeneration {
   readonly userMetadata?: string; // loadGeneration(): the metadata string given to save()
   attribute(text: NativeText, options: NativeAttributeOptions): Promise<NativeMaps>;
   optimize(others: NativeGeneration[], options: NativeOptimizeOptions, onEpoch: ((epoch: number, loss: number) => void) | null): NativeJob<NativeOptimizeResult>;
-  save(file: string, metadata: string): Promise<void>; // safetensors + JSON metadata
+  encode(metadata: string): Promise<Buffer>; // the generation file's bytes: safetensors + JSON metadata
   dispose(): void;
 }
 
@@ -114,8 +116,9 @@ export interface NativeAddon {
   torchVersion: string;
   cudaAvailable: boolean;
   loadPipeline(folder: string, options: NativeLoadOptions): Promise<NativePipeline>;
-  saveTensors(file: string, tensors: Record<string, NativeTensor>, metadata: Record<string, string>): Promise<void>;
-  loadTensors(file: string): Promise<{ tensors: Record<string, NativeTensor>; metadata: Record<string, string> }>;
+  encodeTensors(tensors: Record<string, NativeTensor>, metadata: Record<string, string>): Promise<Buffer>; // safetensors bytes
+  // A file, or its bytes (read by readInputFile) with a label for errors.
+  loadTensors(file: string | Buffer, label?: string): Promise<{ tensors: Record<string, NativeTensor>; metadata: Record<string, string> }>;
   readMetadata(file: string): Promise<Record<string, string>>; // header only
   schedulers: string[]; // the scheduler classes the core implements (diffusers names)
   components: Record<string, (...args: unknown[]) => Promise<unknown>>;

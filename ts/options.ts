@@ -39,6 +39,11 @@ export interface LoadOptions {
   dtype?: DType;
   /** Intra-op threads; 0 (default) = the machine's cores. */
   threads?: number;
+  /**
+   * Bytes a generate() or attribute() call may be estimated to need (attention matrices, captured
+   * attention, outputs) before it is refused; default 80 % of the machine's memory.
+   */
+  memoryBudget?: number;
 }
 
 export interface CaptureOptions {
@@ -57,7 +62,7 @@ export interface GenerateOptions {
   negativePrompt?: string;
   /** Denoising steps, 1 to 1000; default 50. */
   steps?: number;
-  /** Classifier-free guidance scale; default 7.5 (≤ 1 turns guidance off). */
+  /** Classifier-free guidance scale, 0 to 1000; default 7.5 (≤ 1 turns guidance off). */
   guidanceScale?: number;
   /** Image size in pixels, a positive multiple of the VAE factor (8), at most 4096; default the model's. */
   width?: number;
@@ -124,6 +129,7 @@ export interface MaskOptions extends WordOptions {
 // Leaf builders: the accepted text is every check's message (zod 4 numbers already refuse NaN and ±Infinity).
 export const MAX_SIZE = 4096;
 const MAX_STEPS = 1000;
+const MAX_GUIDANCE = 1000;
 const string = (accepted = "a string") => z.string({ error: accepted });
 const boolean = () => z.boolean({ error: "true or false" });
 const oneOf = <const T extends readonly [string, ...string[]]>(values: T) =>
@@ -153,6 +159,7 @@ export const loadSchema = options({
     .default("cpu"),
   dtype: dtype().default("float32"),
   threads: integer(0, 1024, "an integer from 0 (all cores) to 1024").default(0),
+  memoryBudget: finite("a number of bytes > 0", (v) => v > 0).optional(),
 });
 
 export const modelDirSchema = string("a model folder path (a non-empty string)").min(1, {
@@ -186,7 +193,8 @@ export const generateSchema = options({
   prompt: string(),
   negativePrompt: string().default(""),
   steps: integer(1, MAX_STEPS).default(50),
-  guidanceScale: finite("a finite number ≥ 0", (v) => v >= 0).default(7.5),
+  // Far past any useful scale; larger ones overflow the latents into a flat image.
+  guidanceScale: finite(`a number from 0 to ${MAX_GUIDANCE}`, (v) => v >= 0 && v <= MAX_GUIDANCE).default(7.5),
   width: imageSide().optional(),
   height: imageSide().optional(),
   seed: integer(0, Number.MAX_SAFE_INTEGER, "an integer from 0 to 2^53 − 1").optional(),

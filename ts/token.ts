@@ -2,6 +2,7 @@
 // map matches object masks; saved to and loaded from safetensors.
 import path from "node:path";
 
+import { readInputFile, writeFileAtomic } from "./files";
 import { awaitNative, callNative, InvalidArgumentError, runJob, WeightsError } from "./errors";
 import { attentionOf, type GeneratedImage } from "./image";
 import { native, type NativeOptimizeOptions, type NativeTensor } from "./native";
@@ -9,6 +10,8 @@ import { invalidOption, optimizeSchema, parse, pathSchema, type Map2D, type Opti
 import { findTokens } from "./pipeline";
 
 const FORMAT = "ovam-token/1";
+// A token is two rows of a text embedding (kilobytes); anything near this is not a token file.
+const MAX_TOKEN_BYTES = 64 << 20;
 
 export interface OptimizedTokenFields {
   text: string;
@@ -34,9 +37,10 @@ export class OptimizedToken {
     ({ text: this.text, context: this.context, embedding: this.embedding, initial: this.initial, losses: this.losses } = fields);
   }
 
-  /** Writes the token to a safetensors file (tensors embedding, initial; metadata text, context, dims, losses). */
+  /** Writes the token to a safetensors file, atomically (tensors embedding, initial; metadata text, context, dims, losses). */
   async save(file: string): Promise<void> {
-    const resolved = path.resolve(parse("token.save()", pathSchema, file, "file"));
+    const where = "token.save()";
+    const resolved = path.resolve(parse(where, pathSchema, file, "file"));
     const metadata = {
       format: FORMAT,
       text: this.text,
@@ -44,21 +48,26 @@ export class OptimizedToken {
       dims: JSON.stringify(this.embedding.shape),
       losses: JSON.stringify(this.losses),
     };
-    await awaitNative(native.saveTensors(resolved, { embedding: this.embedding, initial: this.initial }, metadata));
+    const bytes = await awaitNative(native.encodeTensors({ embedding: this.embedding, initial: this.initial }, metadata));
+    await writeFileAtomic(resolved, bytes, { what: where });
   }
 }
 
 /** Reads a token written by token.save(). */
 export async function loadToken(file: string): Promise<OptimizedToken> {
-  const resolved = path.resolve(parse("loadToken()", pathSchema, file, "file"));
-  const { tensors, metadata } = await awaitNative(native.loadTensors(resolved));
+  const where = "loadToken()";
+  const resolved = path.resolve(parse(where, pathSchema, file, "file"));
+  const bytes = await readInputFile(resolved, { maxBytes: MAX_TOKEN_BYTES, what: where });
+  const { tensors, metadata } = await awaitNative(native.loadTensors(bytes, resolved));
   if (metadata.format !== FORMAT || metadata.text === undefined || metadata.context === undefined)
     throw new InvalidArgumentError(`${resolved}: not an ovam token file (no ${FORMAT} metadata with text and context); token files are written by token.save()`);
   const { embedding, initial } = tensors;
   const dims = metadata.dims;
-  for (const [name, tensor] of [["embedding", embedding], ["initial", initial]] as const)
+  for (const [name, tensor] of [["embedding", embedding], ["initial", initial]] as const) {
     if (!tensor || tensor.shape.length !== 2 || tensor.shape[0] !== 2 || JSON.stringify(tensor.shape) !== dims)
       throw new WeightsError(`${resolved}: tensor "${name}" ${tensor ? `has shape [${tensor.shape}]` : "is missing"}; expected ${dims} = [2, contextDim]`);
+    if (!tensor.data.every(Number.isFinite)) throw new WeightsError(`${resolved}: tensor "${name}" holds NaN or infinite values`);
+  }
   return new OptimizedToken({
     text: metadata.text,
     context: metadata.context,

@@ -1,5 +1,8 @@
 #include "addon/convert.h"
 
+#include <new>
+#include <tuple>
+
 #include "util/errors.h"
 
 namespace ovam::addon {
@@ -63,6 +66,24 @@ torch::Tensor tensor_from_js(const Napi::Value& value, const std::string& what) 
   return torch::from_blob(bytes, shape, torch::TensorOptions().dtype(type)).clone();
 }
 
+void require_finite(Napi::Env env, const torch::Tensor& tensor, const std::string& what) {
+  if (!torch::isfinite(tensor).all().item<bool>())
+    throw_js(env, code::kInvalidArgument, what + " holds NaN or infinite values; accepted: finite numbers");
+}
+
+Napi::Value bytes_to_js(Napi::Env env, std::string bytes) {
+  // The buffer takes over the string's memory (no copy of what may be gigabytes of attention)
+  // where the runtime allows external buffers, and copies it where it does not.
+  // V8 is told of the memory, so that the garbage collector frees a written buffer soon.
+  auto* owned = new std::string(std::move(bytes));
+  const int64_t size = int64_t(owned->size());
+  Napi::MemoryManagement::AdjustExternalMemory(env, size);
+  return Napi::Buffer<char>::NewOrCopy(env, owned->data(), owned->size(), [size](Napi::Env env, char*, std::string* s) {
+    delete s;
+    Napi::MemoryManagement::AdjustExternalMemory(env, -size);
+  }, owned);
+}
+
 std::string get_string(const Napi::Object& o, const char* key, const std::string& fallback) {
   auto v = o.Get(key);
   return v.IsString() ? v.As<Napi::String>().Utf8Value() : fallback;
@@ -88,10 +109,11 @@ void JobControl::report(double a, double b) {
   auto status = progress.NonBlockingCall(values, [](Napi::Env env, Napi::Function fn, std::pair<double, double>* v) {
     std::vector<napi_value> args{Napi::Number::New(env, v->first), Napi::Number::New(env, v->second)};
     delete v;
-    // A throwing progress callback must not take the job down with it.
+    // A throwing progress callback must not take the job down with it (the TS layer sees its
+    // error itself and cancels the job).
     try {
       fn.Call(args);
-    } catch (const Napi::Error&) {
+    } catch (...) {
     }
   });
   if (status != napi_ok) delete values;
@@ -128,36 +150,62 @@ Napi::Promise Job::queue(Napi::Env env, Work work) {
 
 Job::Job(Napi::Env env, Work work) : Napi::AsyncWorker(env), work_(std::move(work)), deferred_(Napi::Promise::Deferred::New(env)) {}
 
+namespace {
+// The code and message of any exception: ours keep their code, libtorch's and the standard
+// library's become kInternal.
+std::pair<std::string, std::string> describe(std::exception_ptr error) {
+  try {
+    std::rethrow_exception(error);
+  } catch (const ovam::Error& e) {
+    return {e.code(), e.what()};
+  } catch (const c10::Error& e) {
+    return {code::kInternal, e.what_without_backtrace()};
+  } catch (const std::bad_alloc&) {
+    return {code::kInternal, "out of memory"};
+  } catch (const std::exception& e) {
+    return {code::kInternal, e.what()};
+  } catch (...) {
+    return {code::kInternal, "unknown native exception"};
+  }
+}
+}  // namespace
+
 void Job::Execute() {
   try {
     done_ = work_();
     return;
-  } catch (const ovam::Error& e) {
-    code_ = e.code();
-    message_ = e.what();
-  } catch (const c10::Error& e) {
-    code_ = code::kInternal;
-    message_ = e.what_without_backtrace();
-  } catch (const std::exception& e) {
-    code_ = code::kInternal;
-    message_ = e.what();
+  } catch (...) {
+    std::tie(code_, message_) = describe(std::current_exception());
   }
   SetError(message_);
 }
 
+// Converting the result to JS runs on the main thread: an exception escaping here would
+// terminate Node, so every one becomes the promise's rejection.
 void Job::OnOK() {
   Napi::Env env = Env();
   try {
     deferred_.Resolve(done_(env));
+    return;
+  } catch (const Napi::Error& e) {
+    deferred_.Reject(e.Value());
+    return;
+  } catch (...) {
+    std::tie(code_, message_) = describe(std::current_exception());
+  }
+  reject();
+}
+
+void Job::OnError(const Napi::Error&) { reject(); }
+
+void Job::reject() {
+  try {
+    auto error = Napi::Error::New(Env(), message_);
+    error.Set("code", Napi::String::New(Env(), code_));
+    deferred_.Reject(error.Value());
   } catch (const Napi::Error& e) {
     deferred_.Reject(e.Value());
   }
-}
-
-void Job::OnError(const Napi::Error&) {
-  auto error = Napi::Error::New(Env(), message_);
-  error.Set("code", Napi::String::New(Env(), code_));
-  deferred_.Reject(error.Value());
 }
 
 }  // namespace ovam::addon

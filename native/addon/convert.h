@@ -15,6 +15,13 @@ namespace ovam::addon {
 Napi::Object tensor_to_js(Napi::Env env, const torch::Tensor& tensor);
 torch::Tensor tensor_from_js(const Napi::Value& value, const std::string& what);
 
+// A Node Buffer holding `bytes` (taken over, not copied, where the runtime allows).
+Napi::Value bytes_to_js(Napi::Env env, std::string bytes);
+
+// Throws ERR_OVAM_INVALID_ARGUMENT naming `what` when the tensor holds NaN or ±Infinity (the
+// fused kernels' max and clamp would swallow them into plausible-looking maps).
+void require_finite(Napi::Env env, const torch::Tensor& tensor, const std::string& what);
+
 std::string get_string(const Napi::Object& o, const char* key, const std::string& fallback);
 double get_number(const Napi::Object& o, const char* key, double fallback);
 bool get_bool(const Napi::Object& o, const char* key, bool fallback);
@@ -32,7 +39,7 @@ class JobControl {
 };
 
 // Runs `work` on the libuv pool; `done` turns its result into JS on the main thread.
-// Exceptions from `work` reject the promise with a coded error.
+// Exceptions from either (any type) reject the promise with a coded error.
 class Job : public Napi::AsyncWorker {
  public:
   using Work = std::function<std::function<Napi::Value(Napi::Env)>()>;
@@ -46,6 +53,7 @@ class Job : public Napi::AsyncWorker {
   void Execute() override;
   void OnOK() override;
   void OnError(const Napi::Error& e) override;
+  void reject();  // with code_ and message_
   Work work_;
   std::function<Napi::Value(Napi::Env)> done_;
   std::string code_, message_;

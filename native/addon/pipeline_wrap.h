@@ -20,6 +20,7 @@ class PipelineWrap : public Napi::ObjectWrap<PipelineWrap> {
   Napi::Value Tokenize(const Napi::CallbackInfo& info);
   Napi::Value EncodeText(const Napi::CallbackInfo& info);
   Napi::Value Generate(const Napi::CallbackInfo& info);
+  Napi::Value EstimateGenerate(const Napi::CallbackInfo& info);
   Napi::Value LoadGeneration(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);
   std::shared_ptr<StableDiffusion> pipeline_;

@@ -1,10 +1,10 @@
 // ovam optimize: an OVAM token trained so that its map matches object masks on saved generations.
 import path from "node:path";
 
-import { loadGeneration } from "../image";
+import { loadGeneration, type GeneratedImage } from "../image";
 import { choice, commonOptions, COMMON_HELP, loadOptions, modelHelp, modelOptions, number, required, text, texts, UsageError, type Command } from "./args";
 import { fileList, OutputDir } from "./output";
-import { loadModelFor, optimizeWithProgress, readMask } from "./workflow";
+import { loadModelFor, maskPlane, optimizeWithProgress, readMaskFile } from "./workflow";
 
 // optimizeToken()'s default, repeated here because the progress bar needs the total up front.
 const DEFAULT_EPOCHS = 30;
@@ -70,13 +70,14 @@ Examples:
       gamma: number(values, "gamma"),
       attribute: { mode: choice(values, "mode", ["softmax", "linear"] as const) },
     };
+    const out = await new OutputDir(path.dirname(outFile), ctx.reporter).prepare(path.basename(outFile));
+    const pngs = [];
+    for (const mask of masks) pngs.push(await readMaskFile(mask));
     const sd = await loadModelFor(ctx, text(values, "model"), positionals[0], loadOptions(values));
-    const images = [];
+    const images: GeneratedImage[] = [];
     for (const file of positionals) images.push(await loadGeneration(sd, file));
-    const targets = [];
-    for (const [i, mask] of masks.entries()) targets.push(await readMask(mask, images[i]));
+    const targets = pngs.map((png, i) => maskPlane(png, images[i]));
     const token = await optimizeWithProgress(ctx, images, { ...options, targets });
-    const out = new OutputDir(path.dirname(outFile), ctx.reporter);
     await out.save(path.basename(outFile), (file) => token.save(file), `the token for "${word}" (use: ovam attribute <generation> --token ${path.basename(outFile)})`);
     const best = Math.min(...token.losses);
     ctx.reporter.result(

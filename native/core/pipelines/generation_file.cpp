@@ -1,6 +1,10 @@
 #include "pipelines/generation_file.h"
 
+#include <algorithm>
+#include <cmath>
 #include <map>
+#include <set>
+#include <stdexcept>
 
 #include "util/errors.h"
 #include "util/safetensors.h"
@@ -11,7 +15,7 @@ namespace {
 constexpr const char* kFormat = "ovam.generation/1";
 }
 
-void save_generation(const std::string& path, const Generation& g, const std::string& user_metadata) {
+std::string encode_generation(const Generation& g, const std::string& user_metadata) {
   Json meta;
   meta["format"] = kFormat;
   meta["prompt"] = g.options.prompt;
@@ -38,8 +42,33 @@ void save_generation(const std::string& path, const Generation& g, const std::st
     tensors.emplace_back("queries." + b.name, b.queries);
   }
   meta["blocks"] = blocks;
-  save_safetensors(path, tensors, {{"ovam", meta.dump()}, {"user", user_metadata}});
+  return encode_safetensors(tensors, {{"ovam", meta.dump()}, {"user", user_metadata}});
 }
+
+namespace {
+
+// A metadata integer in [min, max]; a float, a string or an out-of-range value is refused (a
+// float converted to int64 outside its range is undefined behaviour).
+int64_t integer(const Json& object, const char* key, int64_t min, int64_t max) {
+  const Json& v = object.at(key);
+  if (!v.is_number_integer() || (v.is_number_unsigned() && v.get<uint64_t>() > uint64_t(max)) || v.get<int64_t>() < min ||
+      v.get<int64_t>() > max)
+    throw std::invalid_argument(std::string("\"") + key + "\" = " + v.dump() + "; accepted: an integer from " +
+                                std::to_string(min) + " to " + std::to_string(max));
+  return v.get<int64_t>();
+}
+
+std::string shape_text(const torch::Tensor& t) {
+  std::string s = "[";
+  for (int64_t i = 0; i < t.dim(); ++i) s += (i ? ", " : "") + std::to_string(t.size(i));
+  return s + "]";
+}
+
+// Bounds on what a generation file may declare, well above any real model and image: sizes in
+// pixels and latent cells, heads and head widths, denoising steps.
+constexpr int64_t kMaxSide = 16384, kMaxHeads = 1024, kMaxHeadDim = 4096, kMaxSteps = 100000;
+
+}  // namespace
 
 Generation load_generation(const std::string& path, StableDiffusion& pipeline, std::string* user_metadata) {
   auto file = SafetensorsFile::open(path);
@@ -49,15 +78,33 @@ Generation load_generation(const std::string& path, StableDiffusion& pipeline, s
   Json meta = Json::parse(it->second, nullptr, false);
   if (meta.is_discarded() || !meta.is_object() || meta.value("format", "") != kFormat)
     throw fail(std::string("unknown generation format (expected ") + kFormat + ")");
+  // Every tensor is checked (dtype, shape, agreement with the metadata and this UNet, finite
+  // values) before anything uses it: a crafted file must fail here, not inside libtorch.
+  auto tensor = [&](const std::string& name, std::initializer_list<torch::ScalarType> dtypes, const std::string& dtype_text) {
+    if (!file->contains(name)) throw fail("no tensor \"" + name + "\"");
+    auto t = file->tensor(name);
+    if (std::find(dtypes.begin(), dtypes.end(), t.scalar_type()) == dtypes.end())
+      throw fail("tensor \"" + name + "\" has dtype " + std::string(c10::toString(t.scalar_type())) + "; accepted: " + dtype_text);
+    return t;
+  };
+  auto expect_shape = [&](const std::string& name, const torch::Tensor& t, const std::vector<int64_t>& shape, const std::string& meaning) {
+    if (t.sizes().vec() != shape) throw fail("tensor \"" + name + "\" has shape " + shape_text(t) + "; expected " + meaning);
+  };
+  auto finite = [&](const std::string& name, const torch::Tensor& t) {
+    if (!torch::isfinite(t).all().item<bool>()) throw fail("tensor \"" + name + "\" holds NaN or infinite values");
+  };
   try {
     Generation g;
     g.options.prompt = meta.at("prompt").get<std::string>();
     g.options.negative_prompt = meta.at("negative_prompt").get<std::string>();
-    g.options.steps = meta.at("steps").get<int64_t>();
+    g.options.steps = integer(meta, "steps", 1, kMaxSteps);
     g.options.guidance_scale = meta.at("guidance_scale").get<double>();
-    g.options.width = meta.at("width").get<int64_t>();
-    g.options.height = meta.at("height").get<int64_t>();
-    if (meta.contains("seed")) g.options.seed = meta["seed"].get<uint64_t>();
+    g.options.width = integer(meta, "width", 1, kMaxSide);
+    g.options.height = integer(meta, "height", 1, kMaxSide);
+    if (meta.contains("seed")) {
+      if (!meta["seed"].is_number_unsigned()) throw std::invalid_argument("\"seed\" = " + meta["seed"].dump() + "; accepted: a non-negative integer");
+      g.options.seed = meta["seed"].get<uint64_t>();
+    }
     g.options.scheduler = meta.at("scheduler").get<std::string>();
     g.timesteps = meta.at("timesteps").get<std::vector<double>>();
     const Json& c = meta.at("capture");
@@ -65,40 +112,65 @@ Generation load_generation(const std::string& path, StableDiffusion& pipeline, s
     capture.enabled = c.at("enabled").get<bool>();
     capture.mid_block = c.at("mid_block").get<bool>();
     capture.branch = c.at("branch").get<std::string>();
+    if (capture.branch != "unconditional" && capture.branch != "conditional")
+      throw fail("capture branch \"" + capture.branch + "\"; accepted: unconditional, conditional");
     capture.streaming = c.at("streaming").get<bool>();
-    g.options.capture = capture;
-    g.image = file->tensor("image").clone();
-    g.latents = file->tensor("latents").clone();
+    const int64_t total_steps = integer(c, "steps", 0, kMaxSteps);
+
+    const int64_t height = g.options.height, width = g.options.width, factor = pipeline.vae_scale_factor();
+    g.image = tensor("image", {torch::kFloat32}, "F32").clone();
+    expect_shape("image", g.image, {height, width, 3}, "[height, width, 3] = [" + std::to_string(height) + ", " + std::to_string(width) + ", 3]");
+    finite("image", g.image);
+    g.latents = tensor("latents", {torch::kFloat32}, "F32").clone();
+    if (height % factor || width % factor) throw fail("a " + std::to_string(width) + "×" + std::to_string(height) + " image is not a multiple of this VAE's factor " + std::to_string(factor));
+    expect_shape("latents", g.latents, {1, pipeline.unet->config().in_channels, height / factor, width / factor},
+                 "[1, " + std::to_string(pipeline.unet->config().in_channels) + ", height / " + std::to_string(factor) + ", width / " + std::to_string(factor) + "]");
+    finite("latents", g.latents);
 
     std::map<std::string, Attention> attentions;
     for (auto& [name, attention] : pipeline.unet->cross_attentions()) attentions.emplace(name, attention);
     std::vector<StoredBlock> blocks;
+    std::set<std::string> names;
     for (const auto& jb : meta.at("blocks")) {
       StoredBlock b;
       b.name = jb.at("name").get<std::string>();
-      b.heads = jb.at("heads").get<int64_t>();
-      b.head_dim = jb.at("head_dim").get<int64_t>();
-      b.height = jb.at("height").get<int64_t>();
-      b.width = jb.at("width").get<int64_t>();
+      if (!names.insert(b.name).second) throw fail("block " + b.name + " is listed twice");
+      b.heads = integer(jb, "heads", 1, kMaxHeads);
+      b.head_dim = integer(jb, "head_dim", 1, kMaxHeadDim);
+      b.height = integer(jb, "height", 1, kMaxSide);
+      b.width = integer(jb, "width", 1, kMaxSide);
       b.scale = jb.at("scale").get<double>();
-      b.steps = jb.at("steps").get<int64_t>();
+      if (!std::isfinite(b.scale) || b.scale <= 0) throw fail("block " + b.name + " has scale " + std::to_string(b.scale) + "; accepted: a positive number");
+      b.steps = integer(jb, "steps", 1, kMaxSteps);
+      if (b.steps != total_steps) throw fail("block " + b.name + " recorded " + std::to_string(b.steps) + " steps, the capture " + std::to_string(total_steps));
       auto a = attentions.find(b.name);
       if (a == attentions.end() || a->second->heads != b.heads || a->second->head_dim != b.head_dim)
         throw fail("block " + b.name + " does not match this pipeline's UNet (was it made with another model?)");
-      b.queries = file->tensor("queries." + b.name).to(pipeline.device).clone();
-      if (b.queries.dim() != 4 || b.queries.size(0) != b.heads || b.queries.size(2) != b.height * b.width ||
-          b.queries.size(3) != b.head_dim)
-        throw fail("queries of block " + b.name + " have the wrong shape");
+      const std::string name = "queries." + b.name;
+      auto queries = tensor(name, {torch::kFloat32, torch::kFloat16, torch::kBFloat16}, "F32, F16 or BF16");
+      const int64_t slots = capture.streaming ? 1 : total_steps;
+      expect_shape(name, queries, {b.heads, slots, b.height * b.width, b.head_dim},
+                   "[heads, " + std::string(capture.streaming ? "1" : "steps") + ", height × width, head_dim] = [" + std::to_string(b.heads) + ", " +
+                       std::to_string(slots) + ", " + std::to_string(b.height * b.width) + ", " + std::to_string(b.head_dim) + "]");
+      if (!blocks.empty() && queries.scalar_type() != blocks[0].queries.scalar_type())
+        throw fail("tensor \"" + name + "\" has dtype " + std::string(c10::toString(queries.scalar_type())) + ", block " + blocks[0].name + " " +
+                   c10::toString(blocks[0].queries.scalar_type()) + "; every block has one dtype");
+      finite(name, queries);
+      b.queries = queries.to(pipeline.device).clone();
       capture.dtype = b.queries.scalar_type();
       blocks.push_back(std::move(b));
     }
-    g.store = AttentionStore::from_blocks(capture, c.at("steps").get<int64_t>(), std::move(blocks));
+    if (capture.enabled != !blocks.empty()) throw fail(capture.enabled ? "capture enabled but no blocks stored" : "capture disabled but blocks stored");
+    g.options.capture = capture;
+    g.store = AttentionStore::from_blocks(capture, total_steps, std::move(blocks));
     if (user_metadata) {
       auto u = file->metadata().find("user");
       *user_metadata = u == file->metadata().end() ? "{}" : u->second;
     }
     return g;
   } catch (const Json::exception& e) {
+    throw fail(std::string("malformed generation metadata: ") + e.what());
+  } catch (const std::invalid_argument& e) {
     throw fail(std::string("malformed generation metadata: ") + e.what());
   }
 }

@@ -164,6 +164,11 @@ Generation StableDiffusion::generate(const GenerateOptions& options, const Progr
       eps = parts[0] + options.guidance_scale * (parts[1] - parts[0]);
     }
     latents = scheduler->step(eps, i, latents);
+    // NaN or infinite latents decode to a flat image without any error: stop at the first.
+    if (!torch::isfinite(latents).all().item<bool>())
+      throw Error(code::kInvalidArgument, "the latents became NaN or infinite at step " + std::to_string(i + 1) + " of " +
+                                              std::to_string(total) + " (steps " + std::to_string(options.steps) + ", guidance scale " +
+                                              std::to_string(options.guidance_scale) + "); try fewer steps, another scheduler or a smaller guidance scale");
     if (progress.on_step) progress.on_step(i + 1, total);
   }
   store->finish();

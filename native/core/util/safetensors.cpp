@@ -1,16 +1,14 @@
 #include "util/safetensors.h"
 
-#include <fcntl.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <cstdio>
 #include <cstring>
-#include <fstream>
+#include <limits>
 
 #include "util/errors.h"
+#include "util/input_file.h"
 #include "util/json.h"
 
 namespace ovam {
@@ -38,16 +36,11 @@ SafetensorsFile::~SafetensorsFile() {
 }
 
 std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY);
-  if (fd < 0) throw Error(code::kNotFound, "cannot open " + path + ": " + std::strerror(errno));
-  struct stat st {};
-  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    ::close(fd);
-    fail(path, "not a regular file");
-  }
+  uint64_t size = 0;
+  const int fd = open_regular_file(path, std::numeric_limits<uint64_t>::max(), &size);
   std::shared_ptr<SafetensorsFile> file(new SafetensorsFile());
   file->path_ = path;
-  file->size_ = static_cast<size_t>(st.st_size);
+  file->size_ = static_cast<size_t>(size);
   if (file->size_ > 0) {
     // Copy-on-write: parameters may view this memory, and an in-place write to one must not
     // fault on a read-only page (nor reach the file).
@@ -170,8 +163,8 @@ torch::Tensor SafetensorsFile::tensor(const std::string& name) const {
   return torch::from_blob(ptr, e.shape, [keep = shared_from_this()](void*) {}, torch::TensorOptions().dtype(e.dtype));
 }
 
-void save_safetensors(const std::string& path, const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
-                      const std::map<std::string, std::string>& metadata) {
+std::string encode_safetensors(const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
+                               const std::map<std::string, std::string>& metadata) {
   Json header = Json::object();
   if (!metadata.empty()) header["__metadata__"] = metadata;
   std::vector<torch::Tensor> contiguous;
@@ -187,24 +180,13 @@ void save_safetensors(const std::string& path, const std::vector<std::pair<std::
   }
   std::string text = header.dump();
   text.append((8 - text.size() % 8) % 8, ' ');  // keeps the data section 8-byte aligned for mmap views
-  const std::string tmp = path + ".tmp-" + std::to_string(::getpid());
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) throw Error(code::kNotFound, "cannot write " + tmp + ": " + std::strerror(errno));
-    uint64_t len = text.size();
-    for (int i = 0; i < 8; ++i) out.put(static_cast<char>((len >> (8 * i)) & 0xff));
-    out.write(text.data(), text.size());
-    for (const auto& c : contiguous) out.write(static_cast<const char*>(c.data_ptr()), c.numel() * c.element_size());
-    out.flush();
-    if (!out) {
-      std::remove(tmp.c_str());
-      throw Error(code::kNotFound, "writing " + path + " failed");
-    }
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    throw Error(code::kNotFound, "cannot rename into " + path + ": " + std::strerror(errno));
-  }
+  std::string out;
+  out.reserve(8 + text.size() + offset);
+  const uint64_t len = text.size();
+  for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((len >> (8 * i)) & 0xff));
+  out += text;
+  for (const auto& c : contiguous) out.append(static_cast<const char*>(c.data_ptr()), c.numel() * c.element_size());
+  return out;
 }
 
 }  // namespace ovam
