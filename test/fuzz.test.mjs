@@ -9,6 +9,7 @@ import path from "node:path";
 import { createRequire } from "node:module";
 
 import { root } from "./helpers/golden.mjs";
+import { prng } from "./helpers/prng.mjs";
 import { encode } from "./helpers/safetensors-writer.mjs";
 
 const require = createRequire(import.meta.url);
@@ -16,14 +17,9 @@ const ovam = require(path.join(root, "dist", "index.js"));
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "ovam-fuzz-"));
 t.teardown(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
-// mulberry32: the same cases on every run.
-let state = 0x0a7e15;
-function random() {
-  state = (state + 0x6d2b79f5) | 0;
-  let x = Math.imul(state ^ (state >>> 15), 1 | state);
-  x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
-  return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-}
+// The same cases on every run.
+const seed = 0x0a7e15;
+const random = prng(seed);
 const pick = (list) => list[Math.floor(random() * list.length)];
 const HOSTILE = [0, -1, 1, 2, 3, 7, 1e9, 1e30, -1e30, 0.5, 2 ** 53, 2 ** 63, "7", null, [], {}, true, [1, 2], [0], [-1, 4]];
 
@@ -154,7 +150,7 @@ t.test(`${cases.length} mutated files: the process survives each and every failu
   const results = child.stdout.split("\n").filter(Boolean).map((line) => JSON.parse(line));
   const last = results.at(-1)?.index ?? -1;
   const next = cases[last + 1];
-  t.equal(child.status, 0, child.status === 0 ? "the child exited normally" : `the child died (${child.signal ?? child.status}) on case ${last + 1}: ${next?.kind} ${next?.mutation} ${next?.file}\n${child.stderr.slice(-2000)}`);
+  t.equal(child.status, 0, child.status === 0 ? "the child exited normally" : `the child died (${child.signal ?? child.status}) on case ${last + 1} (seed ${seed}): ${next?.kind} ${next?.mutation} ${next?.file}\n${child.stderr.slice(-2000)}`);
   t.equal(results.length, cases.length, "every case reported");
   const untyped = results.filter((r) => r.outcome === "untyped").map((r) => ({ ...cases[r.index], code: r.code }));
   t.same(untyped, [], "every refusal is an OvamError");
