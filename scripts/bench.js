@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // npm run bench [-- --quick --device cuda ...]: builds the native benchmark with the same CMake
-// project (OVAM_BUILD_BENCH=ON) and runs it from the package root.
+// project (OVAM_BUILD_BENCH=ON) and runs it from the package root, then the evaluation row
+// (scripts/bench-eval.js, on the built library), which joins the same --json file.
 const { execFileSync } = require("node:child_process");
 const fs = require("node:fs");
 const path = require("node:path");
@@ -20,8 +21,11 @@ if (!binary) {
 // The thread-pool settings the library uses (ts/native.ts): short spins, or libtorch's OpenMP pool
 // and OpenBLAS's pool steal each other's cores and timings swing 3× from run to run.
 const env = { GOMP_SPINCOUNT: "10000", OPENBLAS_THREAD_TIMEOUT: "4", ...process.env };
+const args = process.argv.slice(2);
+const json = args.includes("--json") ? args[args.indexOf("--json") + 1] : "bench-results.json";
 try {
-  execFileSync(binary, process.argv.slice(2), { cwd: root, stdio: "inherit", env });
+  execFileSync(binary, args, { cwd: root, stdio: "inherit", env });
+  execFileSync(process.execPath, [path.join(__dirname, "bench-eval.js"), "--json", json, ...(args.includes("--quick") ? ["--quick"] : [])], { cwd: root, stdio: "inherit", env });
 } catch (e) {
   process.exit(e.status || 1);
 }

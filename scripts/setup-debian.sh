@@ -11,8 +11,9 @@ export DEBIAN_FRONTEND=noninteractive
 # libopenblas0-pthread: Debian's libtorch calls the generic BLAS, ~27x slower without OpenBLAS.
 # make: cmake does not pull a build tool. nlohmann-json3-dev: config and safetensors headers.
 # libicu-dev: the CLIP tokenizer's Unicode clean-up. redis-server: the dataset queue's tests
-# start a real one (BullMQ). chromium: the studio's browser tests (puppeteer-core drives it).
-PACKAGES=(libtorch-dev libopenblas0-pthread cmake make g++ nlohmann-json3-dev libicu-dev redis-server chromium)
+# start a real one (BullMQ); openssl makes the certificate of their TLS (rediss://) one.
+# chromium: the studio's browser tests (puppeteer-core drives it).
+PACKAGES=(libtorch-dev libopenblas0-pthread cmake make g++ nlohmann-json3-dev libicu-dev redis-server openssl chromium)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -7,10 +7,11 @@ import { Reporter } from "./progress";
 import { hasFlag, parse, UsageError, type Command } from "./cli/args";
 import { attributeCommand } from "./cli/attribute";
 import { demoCommand } from "./cli/demo";
+import { evalCommand } from "./cli/eval";
 import { generateCommand } from "./cli/generate";
 import { optimizeCommand } from "./cli/optimize";
 
-const commands: readonly Command[] = [generateCommand, attributeCommand, optimizeCommand, demoCommand];
+const commands: readonly Command[] = [generateCommand, attributeCommand, optimizeCommand, evalCommand, demoCommand];
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const version: string = require("../package.json").version;
@@ -37,7 +38,8 @@ Examples:
   ovam generate "a photograph of a car in a city street" --seed 1 --out out/
   ovam attribute out/generation.safetensors car street tree --out maps/
   ovam optimize out/generation.safetensors --mask maps/car.mask.png --text car --out car.safetensors
-  ovam attribute out/generation.safetensors --token car.safetensors --out maps/`;
+  ovam attribute out/generation.safetensors --token car.safetensors --out maps/
+  ovam eval maps/ --truth gt/ --out report/`;
 
 async function main(argv: string[]): Promise<number> {
   const [name, ...args] = argv;

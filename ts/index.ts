@@ -10,6 +10,8 @@ export { bundledModelDir, load, Pipeline, type Tokenized } from "./pipeline";
 export { GeneratedImage, generate, loadGeneration, readGenerationInfo, type AttentionBlock, type GenerationInfo, type GenerationSettings } from "./image";
 export { attribute, AttributionMaps } from "./maps";
 export { loadToken, OptimizedToken, optimizeToken, type OptimizedTokenFields } from "./token";
+export { evaluate, type EvaluateOptions, type EvaluationFolders, type EvaluationItem, type EvaluationReport } from "./eval/evaluate";
+export { writeReport as writeEvaluation } from "./eval/report";
 export { decodePNG, encodeGray16, encodeGray8, encodeRGB, type DecodedPNG } from "./png";
 export type {
   Activation,

@@ -130,20 +130,20 @@ export interface MaskOptions extends WordOptions {
 export const MAX_SIZE = 4096;
 const MAX_STEPS = 1000;
 const MAX_GUIDANCE = 1000;
-const string = (accepted = "a string") => z.string({ error: accepted });
-const boolean = () => z.boolean({ error: "true or false" });
-const oneOf = <const T extends readonly [string, ...string[]]>(values: T) =>
+export const string = (accepted = "a string") => z.string({ error: accepted });
+export const boolean = () => z.boolean({ error: "true or false" });
+export const oneOf = <const T extends readonly [string, ...string[]]>(values: T) =>
   z.enum(values, { error: `one of ${values.map((v) => JSON.stringify(v)).join(", ")}` });
-const integer = (min: number, max: number, accepted = `an integer from ${min} to ${max}`) =>
+export const integer = (min: number, max: number, accepted = `an integer from ${min} to ${max}`) =>
   z.number({ error: accepted }).int({ error: accepted }).min(min, { error: accepted }).max(max, { error: accepted });
-const finite = (accepted: string, check: (value: number) => boolean = () => true) =>
+export const finite = (accepted: string, check: (value: number) => boolean = () => true) =>
   z.number({ error: accepted }).refine(check, { error: accepted });
-const callback = <F>(accepted: string) => z.custom<F>((value) => typeof value === "function", { error: accepted });
+export const callback = <F>(accepted: string) => z.custom<F>((value) => typeof value === "function", { error: accepted });
 // z.custom rather than z.instanceof, so typed arrays keep their ArrayBufferLike type.
 const instance = <T>(Class: abstract new (...args: never[]) => T, accepted: string) =>
   z.custom<T>((value) => value instanceof Class, { error: accepted });
-const abortSignal = () => instance(AbortSignal, "an AbortSignal");
-const options = <S extends z.core.$ZodLooseShape>(shape: S) =>
+export const abortSignal = () => instance(AbortSignal, "an AbortSignal");
+export const options = <S extends z.core.$ZodLooseShape>(shape: S) =>
   z.strictObject(shape, {
     error: (issue) => (issue.code === "unrecognized_keys" ? `option names ${Object.keys(shape).join(", ")}` : "an options object"),
   });
