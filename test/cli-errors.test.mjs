@@ -16,7 +16,7 @@ const cli = path.join(root, "dist", "cli.js");
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "ovam-cli-errors-"));
 t.teardown(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
-function ovamCLI(args, timeout = 60_000) {
+function ovamCLI(args, timeout = 120_000) {
   const started = Date.now();
   const { status, stdout, stderr, signal } = spawnSync(process.execPath, [cli, ...args], { cwd: tmp, encoding: "utf8", timeout });
   return { status, stdout, stderr, signal, seconds: (Date.now() - started) / 1000 };

@@ -101,7 +101,7 @@ const mutations = {
 };
 
 const cases = [];
-for (const [kind, count] of [["generation", 240], ["token", 80]]) {
+for (const [kind, count] of [["generation", 160], ["token", 60]]) {
   const bytes = fs.readFileSync(originals[kind]);
   for (let i = 0; i < count; i++) {
     const name = pick(Object.keys(mutations));
@@ -113,7 +113,7 @@ for (const [kind, count] of [["generation", 240], ["token", 80]]) {
 
 // Model folders: the bundled model's files linked, one config or tokenizer file mutated.
 const configs = ["unet/config.json", "vae/config.json", "text_encoder/config.json", "scheduler/scheduler_config.json", "tokenizer/vocab.json", "tokenizer/merges.txt"];
-for (let i = 0; i < 48; i++) {
+for (let i = 0; i < 32; i++) {
   const dir = path.join(tmp, `model-${i}`);
   for (const entry of fs.readdirSync(ovam.bundledModelDir, { recursive: true, withFileTypes: true })) {
     const from = path.join(entry.parentPath ?? entry.path, entry.name);

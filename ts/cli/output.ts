@@ -1,7 +1,7 @@
 // The output folder of a command: file names made safe from user words (nothing escapes the
 // folder), unique within the run, and a record of every file written and what it shows.
-import { constants } from "node:fs";
-import { access, lstat, mkdir, stat } from "node:fs/promises";
+import { randomBytes } from "node:crypto";
+import { lstat, mkdir, open, rm, stat } from "node:fs/promises";
 import path from "node:path";
 
 import { InternalError, InvalidArgumentError } from "../errors";
@@ -50,7 +50,7 @@ export class OutputDir {
     let stats;
     for (;;) {
       stats = await stat(existing).catch((error: NodeJS.ErrnoException) => {
-        if (error.code === "ENOENT") return undefined;
+        if (error.code === "ENOENT" || error.code === "ENOTDIR") return undefined;
         throw fileError(error, existing, this.flag);
       });
       if (stats || path.dirname(existing) === existing) break;
@@ -58,10 +58,13 @@ export class OutputDir {
     }
     if (!stats?.isDirectory())
       throw new InvalidArgumentError(`${this.flag}: ${existing} is not a folder; accepted: a folder, or a path where one can be created`);
+    // A file made and removed there: permission bits alone miss read-only file systems and root.
+    const probe = path.join(existing, `.ovam-probe-${process.pid}-${randomBytes(4).toString("hex")}`);
     try {
-      await access(existing, constants.W_OK);
+      await (await open(probe, "wx")).close();
+      await rm(probe);
     } catch (error) {
-      throw fileError(error, existing, this.flag);
+      throw fileError(error, this.dir, this.flag);
     }
     if (file !== undefined) {
       const target = await lstat(path.join(this.dir, file)).catch(() => undefined);

@@ -52,8 +52,8 @@ void Config::reject(const std::string& key, const std::string& why) const {
 
 int64_t Config::to_int(const std::string& key, const Json& v, int64_t min, int64_t max) const {
   const std::string accepted = "expected an integer from " + std::to_string(min) + " to " + std::to_string(max);
-  if (v.is_number_unsigned()) {
-    if (v.get<uint64_t>() > uint64_t(max)) reject(key, accepted);
+  if (v.is_number_unsigned()) {  // nlohmann keeps every non-negative integer here, 0 included
+    if (v.get<uint64_t>() > uint64_t(max) || int64_t(v.get<uint64_t>()) < min) reject(key, accepted);
   } else if (v.is_number_integer()) {
     if (v.get<int64_t>() < min || v.get<int64_t>() > max) reject(key, accepted);
   } else if (v.is_number_float()) {
