@@ -76,7 +76,7 @@ Examples:
     const sd = await loadModelFor(ctx, text(values, "model"), positionals[0], loadOptions(values));
     const images: GeneratedImage[] = [];
     for (const file of positionals) images.push(await loadGeneration(sd, file));
-    const targets = pngs.map((png, i) => maskPlane(png, images[i]));
+    const targets = pngs.map((png, i) => maskPlane(png, images[i], masks[i]));
     const token = await optimizeWithProgress(ctx, images, { ...options, targets });
     await out.save(path.basename(outFile), (file) => token.save(file), `the token for "${word}" (use: ovam attribute <generation> --token ${path.basename(outFile)})`);
     const best = Math.min(...token.losses);

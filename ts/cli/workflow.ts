@@ -138,11 +138,11 @@ export async function readMaskFile(file: string): Promise<DecodedPNG> {
  * RGB mean, above 127) and opaque (alpha above 127). A mask of another size with the image's
  * aspect ratio is resized (nearest); any other size is an InvalidArgumentError.
  */
-export function maskPlane(png: DecodedPNG, image: GeneratedImage): Map2D<Uint8Array> {
+export function maskPlane(png: DecodedPNG, image: GeneratedImage, file: string): Map2D<Uint8Array> {
   const { width, height, channels, data } = png;
   if (width * image.height !== height * image.width)
     throw new InvalidArgumentError(
-      `--mask: the mask is ${width}×${height} but the image is ${image.width}×${image.height}; a mask needs the image's size (or its aspect ratio, to be resized)`,
+      `--mask ${file}: the mask is ${width}×${height} but the image is ${image.width}×${image.height}; a mask needs the image's size (or its aspect ratio, to be resized)`,
     );
   const colours = channels === 1 || channels === 2 ? 1 : 3;
   const mask = new Uint8Array(image.width * image.height);
