@@ -5,6 +5,7 @@
       "sources": [
         "native/core/util/json.cpp",
         "native/core/util/nn.cpp",
+        "native/core/util/input_file.cpp",
         "native/core/util/safetensors.cpp",
         "native/core/util/weights.cpp",
         "native/core/transformers/clip_tokenizer.cpp",
@@ -25,6 +26,7 @@
         "native/core/pipelines/stable_diffusion_img2img.cpp",
         "native/core/pipelines/stable_diffusion_xl.cpp",
         "native/core/pipelines/generation_file.cpp",
+        "native/core/pipelines/memory_estimate.cpp",
         "native/core/ovam/attention_store.cpp",
         "native/core/ovam/attribution.cpp",
         "native/core/ovam/softmax_scores.cpp",
@@ -53,7 +55,7 @@
         "-Wl,-rpath,<!(node scripts/libtorch-path.js lib)",
         "-ltorch", "-ltorch_cpu", "-lc10", "-licuuc", "-fopenmp"
       ],
-      "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED", "NAPI_CPP_EXCEPTIONS"],
+      "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_CPP_EXCEPTIONS_ALL"],
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++17"],
       "cflags_cc": ["-std=c++17", "-fexceptions", "-frtti", "-O2", "-fopenmp"]
     }

@@ -482,6 +482,7 @@ t.test("error classes", async (t) => {
     ["SafetensorsError", "ERR_OVAM_SAFETENSORS"],
     ["WeightsError", "ERR_OVAM_WEIGHTS"],
     ["NotFoundError", "ERR_OVAM_NOT_FOUND"],
+    ["IOError", "ERR_OVAM_IO"],
     ["TokenizerError", "ERR_OVAM_TOKENIZER"],
     ["DeviceError", "ERR_OVAM_DEVICE"],
     ["InternalError", "ERR_OVAM_INTERNAL"],

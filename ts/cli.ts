@@ -83,6 +83,8 @@ async function main(argv: string[]): Promise<number> {
     }
     const { values, positionals } = parse(args, command.options);
     await command.run({ reporter, signal: controller.signal }, values, positionals);
+    // A Ctrl-C that came too late to stop the work (while saving) still ends as interrupted.
+    controller.signal.throwIfAborted();
     return 0;
   } catch (error) {
     return report(error, command?.name, { reporter, verbose, aborted: controller.signal.aborted });

@@ -239,8 +239,9 @@ export function abortError(what: string, signal: AbortSignal): AbortError {
 
 /**
  * Runs a cancellable native job: an already-aborted signal rejects before anything starts, a
- * later abort cancels the job, and a throwing progress callback cancels it and becomes the
- * rejection (the native side would otherwise swallow it).
+ * later abort cancels the job, and a progress callback that throws, or returns a promise that
+ * rejects, cancels it and becomes the rejection (the native side would otherwise swallow the
+ * first, and the second would be an unhandled rejection that ends Node while the job runs on).
  */
 export async function runJob<T>(
   what: string,
@@ -251,14 +252,19 @@ export async function runJob<T>(
   if (signal?.aborted) throw abortError(what, signal);
   let failure: { error: unknown } | undefined;
   let job: NativeJob<T> | undefined;
+  const fail = (error: unknown) => {
+    if (failure) return;
+    failure = { error };
+    job?.cancel();
+  };
   const progress = onProgress
     ? (a: number, b: number) => {
         if (failure) return;
         try {
-          onProgress(a, b);
+          const returned = onProgress(a, b) as unknown as PromiseLike<unknown> | undefined;
+          if (typeof returned?.then === "function") returned.then(undefined, fail);
         } catch (error) {
-          failure = { error };
-          job?.cancel();
+          fail(error);
         }
       }
     : null;

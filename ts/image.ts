@@ -4,7 +4,9 @@ import path from "node:path";
 
 import { z } from "zod";
 
-import { awaitNative, DisposedError, InvalidArgumentError, runJob } from "./errors";
+import { writeFileAtomic } from "./files";
+import { awaitNative, callNative, DisposedError, InvalidArgumentError, runJob } from "./errors";
+import { checkMemory } from "./memory";
 import { native, type NativeGenerateOptions, type NativeGeneration, type NativePipeline } from "./native";
 import {
   captureDefaults,
@@ -136,12 +138,13 @@ export class GeneratedImage {
     return encodeRGB(this.width, this.height, this.pixels);
   }
 
-  /** Writes image, latents, captured attention and settings to one safetensors file. */
+  /** Writes image, latents, captured attention and settings to one safetensors file (atomically). */
   async save(file: string): Promise<void> {
     const where = "image.save()";
     const handle = generationOf(this, where);
     const resolved = path.resolve(parse(where, pathSchema, file, "file"));
-    await awaitNative(handle.save(resolved, JSON.stringify({ format: FORMAT, model: this.pipeline.folder, settings: this.settings })));
+    const bytes = await awaitNative(handle.encode(JSON.stringify({ format: FORMAT, model: this.pipeline.folder, settings: this.settings })));
+    await writeFileAtomic(resolved, bytes, { what: where });
   }
 
   /**
@@ -217,6 +220,9 @@ export async function generate(sd: Pipeline, options: GenerateOptions): Promise<
     capture: o.capture === false ? { ...captureDefaults, enabled: false } : { ...o.capture, enabled: true },
     ...(picture ? { image: { data: picture.pixels, shape: [picture.height, picture.width, 3] }, strength: settings.strength } : {}),
   };
+  // Also checks steps against the scheduler's range before anything runs.
+  const { attention, store, decode } = callNative(() => handle.estimateGenerate(request));
+  checkMemory(where, "width × height", `${settings.width}×${settings.height}`, { attention, "captured attention": store, "VAE decoding": decode }, sd.memoryBudget);
   const generation = await runJob(where, (progress) => handle.generate(request, progress), o.onStep, o.signal);
   return new GeneratedImage(generation, sd, settings);
 }

@@ -2,6 +2,7 @@
 // image, with per-word maps and masks.
 import { AmbiguousWordError, awaitNative, callNative, InternalError, WordNotFoundError } from "./errors";
 import { attentionOf, type GeneratedImage } from "./image";
+import { checkMemory } from "./memory";
 import type { NativeAttributeOptions, NativeTensor, NativeText } from "./native";
 import {
   attributeSchema,
@@ -218,6 +219,10 @@ export async function attribute(image: GeneratedImage, text: string | OptimizedT
     input = { text };
     locate = (at, word) => locateWord(at, owner, word, textIds);
   }
+  // The maps are held twice at the end (the core's tensor and its JavaScript copy).
+  const [height, width] = output ?? request.size ?? [Math.max(...image.blocks.map((b) => b.height)), Math.max(...image.blocks.map((b) => b.width))];
+  const sets = o.perBlock ? (chosen ?? image.blocks).length : 1;
+  checkMemory(where, "size", size, { maps: 2 * sets * tokens.length * height * width * 4 }, owner.memoryBudget);
   const maps = await run(input);
   if (o.perBlock) return new PerBlockMaps(maps, chosen ?? image.blocks.map((b) => b.name), tokens, ids, locate);
   return withSource(new AttributionMaps(maps, tokens, ids, locate), image);

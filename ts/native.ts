@@ -116,6 +116,8 @@ export interface NativePipeline {
   encodeText(text: string): Promise<NativeTensor>; // [T, D] in 77-token windows
   encodePrompt(text: string): Promise<{ context: NativeTensor; pooled: NativeTensor | null }>; // [77, D]; SDXL's pooled [P]
   generate(options: NativeGenerateOptions, onStep: StepCallback | null): NativeJob<NativeGeneration>;
+  // Bytes generate() is estimated to need; throws for steps outside the scheduler's range.
+  estimateGenerate(options: NativeGenerateOptions): { evaluations: number; attention: number; store: number; decode: number };
   loadGeneration(file: string): Promise<NativeGeneration>;
   dispose(): void;
 }
@@ -133,7 +135,7 @@ export interface NativeGeneration {
   readonly userMetadata?: string; // loadGeneration(): the metadata string given to save()
   attribute(text: NativeText, options: NativeAttributeOptions): Promise<NativeMaps>;
   optimize(others: NativeGeneration[], options: NativeOptimizeOptions, onEpoch: ((epoch: number, loss: number) => void) | null): NativeJob<NativeOptimizeResult>;
-  save(file: string, metadata: string): Promise<void>; // safetensors + JSON metadata
+  encode(metadata: string): Promise<Buffer>; // the generation file's bytes: safetensors + JSON metadata
   selfAttention(side: number): Promise<NativeTensor>; // [h·w, h·w] mean of the grid of that longer side
   refine(maps: NativeTensor, options: { power: number; side?: number; size?: [number, number] }): Promise<NativeTensor>;
   dispose(): void;
@@ -143,10 +145,10 @@ export interface NativeAddon {
   torchVersion: string;
   cudaAvailable: boolean;
   loadPipeline(folder: string, options: NativeLoadOptions): Promise<NativePipeline>;
-  saveTensors(file: string, tensors: Record<string, NativeTensor>, metadata: Record<string, string>): Promise<void>;
   // A safetensors file's bytes; float tensors stored in `dtype` when given.
   encodeTensors(tensors: Record<string, NativeTensor>, metadata: Record<string, string>, dtype?: "float32" | "float16" | "bfloat16"): Promise<Buffer>;
-  loadTensors(file: string): Promise<{ tensors: Record<string, NativeTensor>; metadata: Record<string, string> }>;
+  // A file, or its bytes (read by readInputFile) with a label for errors.
+  loadTensors(file: string | Buffer, label?: string): Promise<{ tensors: Record<string, NativeTensor>; metadata: Record<string, string> }>;
   readMetadata(file: string): Promise<Record<string, string>>; // header only
   schedulers: string[]; // the scheduler classes the core implements (diffusers names)
   // labels [H, W] uint8 of the dense CRF over image [H, W, 3] uint8 and probabilities [L, H, W]

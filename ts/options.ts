@@ -40,6 +40,11 @@ export interface LoadOptions {
   dtype?: DType;
   /** Intra-op threads; 0 (default) = the machine's cores. */
   threads?: number;
+  /**
+   * Bytes a generate() or attribute() call may be estimated to need (attention matrices, captured
+   * attention, outputs) before it is refused; default 80 % of the machine's memory.
+   */
+  memoryBudget?: number;
 }
 
 export interface CaptureOptions {
@@ -103,7 +108,7 @@ export interface GenerateOptions {
   negativePrompt?: string;
   /** Denoising steps, 1 to 1000; default 50. */
   steps?: number;
-  /** Classifier-free guidance scale; default the model's (7.5 SD, 5.0 SDXL); ≤ 1 turns guidance off. */
+  /** Classifier-free guidance scale, 0 to 1000; default the model's (7.5 SD, 5.0 SDXL); ≤ 1 turns guidance off. */
   guidanceScale?: number;
   /** diffusers' guidance_rescale, 0 to 1 (rescales the guided prediction to the conditional one's spread); default 0, off. */
   guidanceRescale?: number;
@@ -214,6 +219,7 @@ export interface MaskOptions extends WordOptions {
 // Leaf builders: the accepted text is every check's message (zod 4 numbers already refuse NaN and ±Infinity).
 export const MAX_SIZE = 4096;
 const MAX_STEPS = 1000;
+const MAX_GUIDANCE = 1000;
 export const string = (accepted = "a string") => z.string({ error: accepted });
 export const boolean = () => z.boolean({ error: "true or false" });
 export const oneOf = <const T extends readonly [string, ...string[]]>(values: T) =>
@@ -243,6 +249,7 @@ export const loadSchema = options({
     .default("cpu"),
   dtype: dtype().default("float32"),
   threads: integer(0, 1024, "an integer from 0 (all cores) to 1024").default(0),
+  memoryBudget: finite("a number of bytes > 0", (v) => v > 0).optional(),
 });
 
 export const modelDirSchema = string("a model folder path (a non-empty string)").min(1, {
@@ -288,7 +295,8 @@ export const generateSchema = options({
   prompt: string(),
   negativePrompt: string().optional(),
   steps: integer(1, MAX_STEPS).default(50),
-  guidanceScale: finite("a finite number ≥ 0", (v) => v >= 0).optional(),
+  // Far past any useful scale; larger ones overflow the latents into a flat image.
+  guidanceScale: finite(`a number from 0 to ${MAX_GUIDANCE}`, (v) => v >= 0 && v <= MAX_GUIDANCE).optional(),
   guidanceRescale: finite("a number from 0 to 1", (v) => v >= 0 && v <= 1).default(0),
   width: imageSide().optional(),
   height: imageSide().optional(),

@@ -2,6 +2,7 @@
 import path from "node:path";
 
 import { awaitNative, callNative, DisposedError } from "./errors";
+import { defaultMemoryBudget } from "./memory";
 import { native, type NativePipeline } from "./native";
 import { invalidOption, loadSchema, modelDirSchema, parse, textSchema, type LoadOptions } from "./options";
 
@@ -43,9 +44,11 @@ export class Pipeline {
   readonly contextDim: number;
   /** Classifier-free guidance scale of generate() when none is given (7.5 SD, 5.0 SDXL). */
   readonly defaultGuidanceScale: number;
+  /** Bytes a call may be estimated to need before it is refused (load()'s memoryBudget). */
+  readonly memoryBudget: number;
 
   /** @internal Pipelines come from load(). */
-  constructor(handle: NativePipeline) {
+  constructor(handle: NativePipeline, memoryBudget = defaultMemoryBudget()) {
     this.folder = handle.folder;
     this.device = handle.device;
     this.dtype = handle.dtype;
@@ -54,6 +57,7 @@ export class Pipeline {
     this.vaeScaleFactor = handle.vaeScaleFactor;
     this.contextDim = handle.contextDim;
     this.defaultGuidanceScale = handle.defaultGuidanceScale;
+    this.memoryBudget = memoryBudget;
     handles.set(this, handle);
     track(this, handle);
   }
@@ -97,8 +101,8 @@ export async function load(modelDirOrOptions?: string | LoadOptions, maybeOption
   const [modelDir, options] =
     typeof modelDirOrOptions === "object" && modelDirOrOptions !== null ? [undefined, modelDirOrOptions] : [modelDirOrOptions, maybeOptions];
   const folder = modelDir === undefined ? bundledModelDir : path.resolve(parse(where, modelDirSchema, modelDir, "modelDir"));
-  const resolved = parse(where, loadSchema, options ?? {});
-  return new Pipeline(await awaitNative(native.loadPipeline(folder, resolved)));
+  const { memoryBudget, ...resolved } = parse(where, loadSchema, options ?? {});
+  return new Pipeline(await awaitNative(native.loadPipeline(folder, resolved)), memoryBudget);
 }
 
 /** Start indices of each occurrence of `sequence` in `ids` (token ids of a word within a text). */

@@ -4,7 +4,7 @@ import { promisify } from "node:util";
 import { deflate as deflateCallback, inflate as inflateCallback } from "node:zlib";
 
 import { InvalidArgumentError } from "./errors";
-import { invalidOption } from "./options";
+import { invalidOption, MAX_SIZE } from "./options";
 
 const deflate = promisify(deflateCallback);
 const inflate = promisify(inflateCallback);
@@ -31,7 +31,8 @@ export function crc32(bytes: Uint8Array): number {
   return (c ^ 0xffffffff) >>> 0;
 }
 
-function chunk(type: string, data: Uint8Array): Buffer {
+/** One PNG chunk: length, type, data and CRC. */
+export function chunk(type: string, data: Uint8Array): Buffer {
   const out = Buffer.alloc(12 + data.length);
   out.writeUInt32BE(data.length, 0);
   out.write(type, 4, "ascii");
@@ -106,8 +107,9 @@ export interface DecodedPNG {
 }
 
 const CHANNELS: Record<number, DecodedPNG["channels"]> = { 0: 1, 4: 2, 2: 3, 6: 4 };
-// Bounds the decoded buffer (a 16384² image) so a forged header cannot ask for gigabytes.
-const MAX_PIXELS = 1 << 28;
+// Bounds the decoded buffer (a 4096² image, the largest ovam generates) so a forged header
+// cannot ask for gigabytes.
+const MAX_PIXELS = MAX_SIZE * MAX_SIZE;
 
 /**
  * Decodes an 8-bit, non-interlaced grey, grey+alpha, RGB or RGBA PNG (every filter type);
@@ -180,14 +182,17 @@ async function readPNG(
   if (bitDepth !== 8) throw bad(`bit depth ${bitDepth} is not supported; use 8 bits per sample`);
   if (interlace !== 0) throw bad("interlaced (Adam7) PNGs are not supported; save it non-interlaced");
   if (width < 1 || height < 1 || width * height > MAX_PIXELS) throw bad(`a ${width}×${height} image is outside the supported sizes`);
+  const stride = width * channels;
+  const expected = (stride + 1) * height;
   let raw: Buffer;
   try {
-    raw = await inflate(Buffer.concat(idat));
+    // Inflation stops at the size the header declares: a small file cannot expand to gigabytes.
+    raw = await inflate(Buffer.concat(idat), { maxOutputLength: expected });
   } catch (error) {
-    throw new InvalidArgumentError(`${name}: corrupt image data (${(error as Error).message})`, { cause: error });
+    const tooLong = (error as NodeJS.ErrnoException).code === "ERR_BUFFER_TOO_LARGE";
+    throw new InvalidArgumentError(`${name}: ${tooLong ? `image data inflates past the ${expected} bytes its ${width}×${height} size needs` : `corrupt image data (${(error as Error).message})`}`, { cause: error });
   }
-  const stride = width * channels;
-  if (raw.length < (stride + 1) * height) throw bad("image data shorter than its size");
+  if (raw.length < expected) throw bad("image data shorter than its size");
   return { width, height, colorType, pixels: unfilter(raw, width, height, channels, bad), ...(palette ? { palette } : {}) };
 }
 

@@ -2,6 +2,7 @@
 // map matches object masks; saved to and loaded from safetensors.
 import path from "node:path";
 
+import { readInputFile, writeFileAtomic } from "./files";
 import { awaitNative, callNative, InvalidArgumentError, NotFoundError, runJob, WeightsError } from "./errors";
 import { attentionOf, type GeneratedImage } from "./image";
 import { native, type NativeOptimizeOptions, type NativeTensor } from "./native";
@@ -10,6 +11,9 @@ import { findTokens } from "./pipeline";
 
 const FORMAT = "ovam-token/1";
 const BANK_FORMAT = "ovam-token-bank/1";
+// A token is two rows of a text embedding (kilobytes), a bank one per class; anything near this
+// is not a token file.
+const MAX_TOKEN_BYTES = 64 << 20;
 
 export interface OptimizedTokenFields {
   text: string;
@@ -35,9 +39,10 @@ export class OptimizedToken {
     ({ text: this.text, context: this.context, embedding: this.embedding, initial: this.initial, losses: this.losses } = fields);
   }
 
-  /** Writes the token to a safetensors file (tensors embedding, initial; metadata text, context, dims, losses). */
+  /** Writes the token to a safetensors file, atomically (tensors embedding, initial; metadata text, context, dims, losses). */
   async save(file: string): Promise<void> {
-    const resolved = path.resolve(parse("token.save()", pathSchema, file, "file"));
+    const where = "token.save()";
+    const resolved = path.resolve(parse(where, pathSchema, file, "file"));
     const metadata = {
       format: FORMAT,
       text: this.text,
@@ -45,17 +50,19 @@ export class OptimizedToken {
       dims: JSON.stringify(this.embedding.shape),
       losses: JSON.stringify(this.losses),
     };
-    await writeTensors(resolved, { embedding: this.embedding, initial: this.initial }, metadata);
+    await writeTensors(resolved, { embedding: this.embedding, initial: this.initial }, metadata, where);
   }
 }
 
 // Token and bank files are written and read here only, so the file format has one home.
-function writeTensors(file: string, tensors: Record<string, Tensor>, metadata: Record<string, string>): Promise<void> {
-  return awaitNative(native.saveTensors(file, tensors, metadata));
+async function writeTensors(file: string, tensors: Record<string, Tensor>, metadata: Record<string, string>, what: string): Promise<void> {
+  const bytes = await awaitNative(native.encodeTensors(tensors, metadata));
+  await writeFileAtomic(file, bytes, { what });
 }
 
-function readTensors(file: string): Promise<{ tensors: Record<string, NativeTensor>; metadata: Record<string, string> }> {
-  return awaitNative(native.loadTensors(file));
+async function readTensors(file: string, what: string): Promise<{ tensors: Record<string, NativeTensor>; metadata: Record<string, string> }> {
+  const bytes = await readInputFile(file, { maxBytes: MAX_TOKEN_BYTES, what });
+  return awaitNative(native.loadTensors(bytes, file));
 }
 
 /**
@@ -76,7 +83,7 @@ export async function saveTokens(file: string, tokens: ReadonlyMap<string, Optim
     tensors[`${name}.initial`] = token.initial;
     return { name, text: token.text, context: token.context, losses: token.losses };
   });
-  await writeTensors(resolved, tensors, { format: BANK_FORMAT, tokens: JSON.stringify(list) });
+  await writeTensors(resolved, tensors, { format: BANK_FORMAT, tokens: JSON.stringify(list) }, where);
 }
 
 /**
@@ -85,7 +92,7 @@ export async function saveTokens(file: string, tokens: ReadonlyMap<string, Optim
  */
 export async function loadTokens(file: string): Promise<Map<string, OptimizedToken>> {
   const resolved = path.resolve(parse("loadTokens()", pathSchema, file, "file"));
-  const { tensors, metadata } = await readTensors(resolved);
+  const { tensors, metadata } = await readTensors(resolved, "loadTokens()");
   if (metadata.format === FORMAT) {
     const token = tokenFrom(resolved, "", tensors, metadata);
     return new Map([[token.text, token]]);
@@ -131,7 +138,7 @@ export async function resolveTokenRef(ref: string, baseDir = "."): Promise<Optim
 /** Reads a token written by token.save(). */
 export async function loadToken(file: string): Promise<OptimizedToken> {
   const resolved = path.resolve(parse("loadToken()", pathSchema, file, "file"));
-  const { tensors, metadata } = await readTensors(resolved);
+  const { tensors, metadata } = await readTensors(resolved, "loadToken()");
   if (metadata.format !== FORMAT || metadata.text === undefined || metadata.context === undefined)
     throw new InvalidArgumentError(`${resolved}: not an ovam token file (no ${FORMAT} metadata with text and context); token files are written by token.save()`);
   return tokenFrom(resolved, "", tensors, metadata);
@@ -142,9 +149,11 @@ function tokenFrom(file: string, prefix: string, tensors: Record<string, NativeT
   const embedding = tensors[`${prefix}embedding`];
   const initial = tensors[`${prefix}initial`];
   const dims = metadata.dims;
-  for (const [name, tensor] of [[`${prefix}embedding`, embedding], [`${prefix}initial`, initial]] as const)
+  for (const [name, tensor] of [[`${prefix}embedding`, embedding], [`${prefix}initial`, initial]] as const) {
     if (!tensor || tensor.shape.length !== 2 || tensor.shape[0] !== 2 || JSON.stringify(tensor.shape) !== dims)
       throw new WeightsError(`${file}: tensor "${name}" ${tensor ? `has shape [${tensor.shape}]` : "is missing"}; expected ${dims} = [2, contextDim]`);
+    if (!tensor.data.every(Number.isFinite)) throw new WeightsError(`${file}: tensor "${name}" holds NaN or infinite values`);
+  }
   return new OptimizedToken({
     text: metadata.text as string,
     context: metadata.context as string,

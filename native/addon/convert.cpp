@@ -1,29 +1,48 @@
 #include "addon/convert.h"
 
+#include <new>
+#include <tuple>
+
 #include "util/errors.h"
 
 namespace ovam::addon {
 
 namespace {
+// The typed array over a tensor's bytes: `take` hands the tensor's memory to JS without a copy,
+// where the runtime allows external buffers; otherwise the bytes are copied.
 template <typename T, typename ArrayT>
-Napi::Value copy_out(Napi::Env env, const torch::Tensor& t) {
-  auto array = ArrayT::New(env, t.numel());
-  std::memcpy(array.Data(), t.data_ptr<T>(), t.numel() * sizeof(T));
-  return array;
+Napi::Value array_of(Napi::Env env, const torch::Tensor& t, bool take) {
+  const size_t count = size_t(t.numel()), bytes = count * sizeof(T);
+  if (!take || bytes == 0) {
+    auto array = ArrayT::New(env, count);
+    if (bytes) std::memcpy(array.Data(), t.data_ptr<T>(), bytes);
+    return array;
+  }
+  auto* owned = new torch::Tensor(t);
+  Napi::MemoryManagement::AdjustExternalMemory(env, int64_t(bytes));
+  auto buffer = Napi::Buffer<uint8_t>::NewOrCopy(env, static_cast<uint8_t*>(owned->data_ptr()), bytes, [bytes](Napi::Env env, uint8_t*, torch::Tensor* tensor) {
+    delete tensor;
+    Napi::MemoryManagement::AdjustExternalMemory(env, -int64_t(bytes));
+  }, owned);
+  return ArrayT::New(env, count, buffer.ArrayBuffer(), buffer.ByteOffset());
 }
 }  // namespace
 
-Napi::Object tensor_to_js(Napi::Env env, const torch::Tensor& tensor) {
+Napi::Object tensor_to_js(Napi::Env env, const torch::Tensor& tensor, Lend lend) {
   auto t = tensor.detach().to(torch::kCPU);
   if (t.scalar_type() != torch::kUInt8 && t.scalar_type() != torch::kInt64 && t.scalar_type() != torch::kInt32)
     t = t.to(torch::kFloat32);
   t = t.contiguous();
+  // A conversion above made new memory; otherwise the memory is taken only when the caller lends
+  // it and no other tensor views it (t itself is the second user).
+  const bool converted = !t.storage().is_alias_of(tensor.storage());
+  const bool take = t.storage_offset() == 0 && (converted || (lend == Lend::kYes && tensor.storage().use_count() <= 2));
   Napi::Object out = Napi::Object::New(env);
   switch (t.scalar_type()) {
-    case torch::kUInt8: out.Set("data", copy_out<uint8_t, Napi::Uint8Array>(env, t)); break;
-    case torch::kInt32: out.Set("data", copy_out<int32_t, Napi::Int32Array>(env, t)); break;
-    case torch::kInt64: out.Set("data", copy_out<int64_t, Napi::BigInt64Array>(env, t)); break;
-    default: out.Set("data", copy_out<float, Napi::Float32Array>(env, t));
+    case torch::kUInt8: out.Set("data", array_of<uint8_t, Napi::Uint8Array>(env, t, take)); break;
+    case torch::kInt32: out.Set("data", array_of<int32_t, Napi::Int32Array>(env, t, take)); break;
+    case torch::kInt64: out.Set("data", array_of<int64_t, Napi::BigInt64Array>(env, t, take)); break;
+    default: out.Set("data", array_of<float, Napi::Float32Array>(env, t, take));
   }
   auto shape = Napi::Array::New(env, t.dim());
   for (int64_t i = 0; i < t.dim(); ++i) shape.Set(uint32_t(i), Napi::Number::New(env, double(t.size(i))));
@@ -63,6 +82,24 @@ torch::Tensor tensor_from_js(const Napi::Value& value, const std::string& what) 
   return torch::from_blob(bytes, shape, torch::TensorOptions().dtype(type)).clone();
 }
 
+void require_finite(Napi::Env env, const torch::Tensor& tensor, const std::string& what) {
+  if (!torch::isfinite(tensor).all().item<bool>())
+    throw_js(env, code::kInvalidArgument, what + " holds NaN or infinite values; accepted: finite numbers");
+}
+
+Napi::Value bytes_to_js(Napi::Env env, std::string bytes) {
+  // The buffer takes over the string's memory (no copy of what may be gigabytes of attention)
+  // where the runtime allows external buffers, and copies it where it does not.
+  // V8 is told of the memory, so that the garbage collector frees a written buffer soon.
+  auto* owned = new std::string(std::move(bytes));
+  const int64_t size = int64_t(owned->size());
+  Napi::MemoryManagement::AdjustExternalMemory(env, size);
+  return Napi::Buffer<char>::NewOrCopy(env, owned->data(), owned->size(), [size](Napi::Env env, char*, std::string* s) {
+    delete s;
+    Napi::MemoryManagement::AdjustExternalMemory(env, -size);
+  }, owned);
+}
+
 std::string get_string(const Napi::Object& o, const char* key, const std::string& fallback) {
   auto v = o.Get(key);
   return v.IsString() ? v.As<Napi::String>().Utf8Value() : fallback;
@@ -88,10 +125,11 @@ void JobControl::report(double a, double b) {
   auto status = progress.NonBlockingCall(values, [](Napi::Env env, Napi::Function fn, std::pair<double, double>* v) {
     std::vector<napi_value> args{Napi::Number::New(env, v->first), Napi::Number::New(env, v->second)};
     delete v;
-    // A throwing progress callback must not take the job down with it.
+    // A throwing progress callback must not take the job down with it (the TS layer sees its
+    // error itself and cancels the job).
     try {
       fn.Call(args);
-    } catch (const Napi::Error&) {
+    } catch (...) {
     }
   });
   if (status != napi_ok) delete values;
@@ -128,36 +166,62 @@ Napi::Promise Job::queue(Napi::Env env, Work work) {
 
 Job::Job(Napi::Env env, Work work) : Napi::AsyncWorker(env), work_(std::move(work)), deferred_(Napi::Promise::Deferred::New(env)) {}
 
+namespace {
+// The code and message of any exception: ours keep their code, libtorch's and the standard
+// library's become kInternal.
+std::pair<std::string, std::string> describe(std::exception_ptr error) {
+  try {
+    std::rethrow_exception(error);
+  } catch (const ovam::Error& e) {
+    return {e.code(), e.what()};
+  } catch (const c10::Error& e) {
+    return {code::kInternal, e.what_without_backtrace()};
+  } catch (const std::bad_alloc&) {
+    return {code::kInternal, "out of memory"};
+  } catch (const std::exception& e) {
+    return {code::kInternal, e.what()};
+  } catch (...) {
+    return {code::kInternal, "unknown native exception"};
+  }
+}
+}  // namespace
+
 void Job::Execute() {
   try {
     done_ = work_();
     return;
-  } catch (const ovam::Error& e) {
-    code_ = e.code();
-    message_ = e.what();
-  } catch (const c10::Error& e) {
-    code_ = code::kInternal;
-    message_ = e.what_without_backtrace();
-  } catch (const std::exception& e) {
-    code_ = code::kInternal;
-    message_ = e.what();
+  } catch (...) {
+    std::tie(code_, message_) = describe(std::current_exception());
   }
   SetError(message_);
 }
 
+// Converting the result to JS runs on the main thread: an exception escaping here would
+// terminate Node, so every one becomes the promise's rejection.
 void Job::OnOK() {
   Napi::Env env = Env();
   try {
     deferred_.Resolve(done_(env));
+    return;
+  } catch (const Napi::Error& e) {
+    deferred_.Reject(e.Value());
+    return;
+  } catch (...) {
+    std::tie(code_, message_) = describe(std::current_exception());
+  }
+  reject();
+}
+
+void Job::OnError(const Napi::Error&) { reject(); }
+
+void Job::reject() {
+  try {
+    auto error = Napi::Error::New(Env(), message_);
+    error.Set("code", Napi::String::New(Env(), code_));
+    deferred_.Reject(error.Value());
   } catch (const Napi::Error& e) {
     deferred_.Reject(e.Value());
   }
-}
-
-void Job::OnError(const Napi::Error&) {
-  auto error = Napi::Error::New(Env(), message_);
-  error.Set("code", Napi::String::New(Env(), code_));
-  deferred_.Reject(error.Value());
 }
 
 }  // namespace ovam::addon

@@ -12,8 +12,20 @@
 namespace ovam::addon {
 
 // { data: Float32Array | Uint8Array | …, shape: number[] } ↔ CPU tensor (a copy either way).
-Napi::Object tensor_to_js(Napi::Env env, const torch::Tensor& tensor);
+// kYes: the tensor is a job's fresh result that nothing in the core keeps, so JS may take its
+// memory instead of a copy (copying tens of megabytes of maps on the JS thread stalls the event
+// loop for as long as the page faults take). kNo (tensors the core keeps, such as a generation's
+// image) copies, so that JS writes never reach the core's tensors.
+enum class Lend { kNo, kYes };
+Napi::Object tensor_to_js(Napi::Env env, const torch::Tensor& tensor, Lend lend = Lend::kNo);
 torch::Tensor tensor_from_js(const Napi::Value& value, const std::string& what);
+
+// A Node Buffer holding `bytes` (taken over, not copied, where the runtime allows).
+Napi::Value bytes_to_js(Napi::Env env, std::string bytes);
+
+// Throws ERR_OVAM_INVALID_ARGUMENT naming `what` when the tensor holds NaN or ±Infinity (the
+// fused kernels' max and clamp would swallow them into plausible-looking maps).
+void require_finite(Napi::Env env, const torch::Tensor& tensor, const std::string& what);
 
 std::string get_string(const Napi::Object& o, const char* key, const std::string& fallback);
 double get_number(const Napi::Object& o, const char* key, double fallback);
@@ -32,7 +44,7 @@ class JobControl {
 };
 
 // Runs `work` on the libuv pool; `done` turns its result into JS on the main thread.
-// Exceptions from `work` reject the promise with a coded error.
+// Exceptions from either (any type) reject the promise with a coded error.
 class Job : public Napi::AsyncWorker {
  public:
   using Work = std::function<std::function<Napi::Value(Napi::Env)>()>;
@@ -46,6 +58,7 @@ class Job : public Napi::AsyncWorker {
   void Execute() override;
   void OnOK() override;
   void OnError(const Napi::Error& e) override;
+  void reject();  // with code_ and message_
   Work work_;
   std::function<Napi::Value(Napi::Env)> done_;
   std::string code_, message_;

@@ -12,7 +12,7 @@ namespace ovam::addon {
 namespace {
 Napi::FunctionReference* constructor = nullptr;
 
-using Holder = std::pair<std::shared_ptr<StableDiffusion>, std::shared_ptr<Generation>>;
+using Holder = std::pair<std::weak_ptr<StableDiffusion>, std::shared_ptr<Generation>>;
 
 AttributionOptions attribution_from(const Napi::Value& value) {
   AttributionOptions a;
@@ -64,7 +64,7 @@ Napi::Function GenerationWrap::define(Napi::Env env) {
   auto fn = DefineClass(env, "Generation",
                         {InstanceMethod("attribute", &GenerationWrap::Attribute),
                          InstanceMethod("optimize", &GenerationWrap::Optimize),
-                         InstanceMethod("save", &GenerationWrap::Save),
+                         InstanceMethod("encode", &GenerationWrap::Encode),
                          InstanceMethod("selfAttention", &GenerationWrap::SelfAttention),
                          InstanceMethod("refine", &GenerationWrap::Refine),
                          InstanceMethod("dispose", &GenerationWrap::Dispose)});
@@ -77,6 +77,7 @@ Napi::Object GenerationWrap::wrap(Napi::Env env, std::shared_ptr<StableDiffusion
   auto holder = new Holder(pipeline, generation);
   auto external = Napi::External<Holder>::New(env, holder, [](Napi::Env, Holder* h) { delete h; });
   auto object = constructor->New({external});
+  holder->second.reset();  // the external lives until a GC; the object holds the generation now
   const auto& g = *generation;
   object.Set("width", Napi::Number::New(env, double(g.image.size(1))));
   object.Set("height", Napi::Number::New(env, double(g.image.size(0))));
@@ -125,10 +126,16 @@ std::shared_ptr<Generation> GenerationWrap::get(Napi::Env env) const {
   return generation_;
 }
 
+std::shared_ptr<StableDiffusion> GenerationWrap::pipeline(Napi::Env env) const {
+  auto sd = pipeline_.lock();
+  if (!sd) throw_js(env, "ERR_OVAM_DISPOSED", "the pipeline that made this generation was disposed");
+  return sd;
+}
+
 Napi::Value GenerationWrap::Attribute(const Napi::CallbackInfo& info) {
   auto env = info.Env();
   auto g = get(env);
-  auto sd = pipeline_;
+  auto sd = pipeline(env);
   if (info.Length() < 1 || !info[0].IsObject()) throw_js(env, code::kInvalidArgument, "attribute(text, options): text must be { text } or { embeddings }");
   auto in = info[0].As<Napi::Object>();
   AttributionOptions options;
@@ -143,6 +150,7 @@ Napi::Value GenerationWrap::Attribute(const Napi::CallbackInfo& info) {
   else embeddings = tensor_from_js(in.Get("embeddings"), "embeddings");
   if (embeddings.defined() && (embeddings.dim() != 2 || embeddings.size(1) != sd->context_dim()))
     throw_js(env, code::kInvalidArgument, "embeddings must be [tokens, " + std::to_string(sd->context_dim()) + "]");
+  if (embeddings.defined()) require_finite(env, embeddings, "embeddings");
   return Job::queue(env, [sd, g, text, embeddings, options]() {
     torch::NoGradGuard no_grad;
     std::vector<int64_t> ids;
@@ -154,7 +162,7 @@ Napi::Value GenerationWrap::Attribute(const Napi::CallbackInfo& info) {
     auto maps = attribute(*sd->unet, *g->store, x, options);
     return [maps, ids](Napi::Env env) -> Napi::Value {
       auto out = Napi::Object::New(env);
-      out.Set("maps", tensor_to_js(env, maps));
+      out.Set("maps", tensor_to_js(env, maps, Lend::kYes));
       auto list = Napi::Array::New(env, ids.size());
       for (size_t i = 0; i < ids.size(); ++i) list.Set(uint32_t(i), Napi::Number::New(env, double(ids[i])));
       out.Set("ids", list);
@@ -167,7 +175,7 @@ Napi::Value GenerationWrap::Attribute(const Napi::CallbackInfo& info) {
 Napi::Value GenerationWrap::Optimize(const Napi::CallbackInfo& info) {
   auto env = info.Env();
   auto g = get(env);
-  auto sd = pipeline_;
+  auto sd = pipeline(env);
   std::vector<std::shared_ptr<Generation>> generations{g};
   if (info.Length() > 0 && info[0].IsArray()) {
     auto others = info[0].As<Napi::Array>();
@@ -176,7 +184,7 @@ Napi::Value GenerationWrap::Optimize(const Napi::CallbackInfo& info) {
       if (!o.IsObject() || !o.As<Napi::Object>().InstanceOf(constructor->Value()))
         throw_js(env, code::kInvalidArgument, "optimize: every image must be a generation");
       auto* other = GenerationWrap::Unwrap(o.As<Napi::Object>());
-      if (other->pipeline_ != sd) throw_js(env, code::kInvalidArgument, "optimize: all images must come from the same pipeline");
+      if (other->pipeline(env) != sd) throw_js(env, code::kInvalidArgument, "optimize: all images must come from the same pipeline");
       generations.push_back(other->get(env));
     }
   }
@@ -195,7 +203,10 @@ Napi::Value GenerationWrap::Optimize(const Napi::CallbackInfo& info) {
   auto text = get_string(o, "text", "");
   auto context = get_string(o, "context", text);
   torch::Tensor initial;
-  if (o.Get("initial").IsObject()) initial = tensor_from_js(o.Get("initial"), "initial");
+  if (o.Get("initial").IsObject()) {
+    initial = tensor_from_js(o.Get("initial"), "initial");
+    require_finite(env, initial, "initial");
+  }
   std::vector<torch::Tensor> targets;
   if (!o.Get("targets").IsArray()) throw_js(env, code::kInvalidArgument, "optimize: targets must be an array of [2, H, W] masks");
   auto ta = o.Get("targets").As<Napi::Array>();
@@ -224,15 +235,14 @@ Napi::Value GenerationWrap::Optimize(const Napi::CallbackInfo& info) {
   });
 }
 
-Napi::Value GenerationWrap::Save(const Napi::CallbackInfo& info) {
+// encode(metadata) → Promise<Buffer>: the generation file's bytes (the TS layer writes them).
+Napi::Value GenerationWrap::Encode(const Napi::CallbackInfo& info) {
   auto env = info.Env();
   auto g = get(env);
-  if (info.Length() < 1 || !info[0].IsString()) throw_js(env, code::kInvalidArgument, "save(file, metadata): file must be a string");
-  auto file = info[0].As<Napi::String>().Utf8Value();
-  std::string metadata = info.Length() > 1 && info[1].IsString() ? info[1].As<Napi::String>().Utf8Value() : "{}";
-  return Job::queue(env, [g, file, metadata]() {
-    save_generation(file, *g, metadata);
-    return [](Napi::Env env) -> Napi::Value { return env.Undefined(); };
+  std::string metadata = info.Length() > 0 && info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "{}";
+  return Job::queue(env, [g, metadata]() {
+    auto bytes = std::make_shared<std::string>(encode_generation(*g, metadata));
+    return [bytes](Napi::Env env) -> Napi::Value { return bytes_to_js(env, std::move(*bytes)); };
   });
 }
 
@@ -269,7 +279,7 @@ Napi::Value GenerationWrap::Refine(const Napi::CallbackInfo& info) {
     const auto& sa = g->store->self_attention();
     if (!sa) throw Error(code::kInvalidArgument, "refine: the image holds no self-attention (generate with capture.selfAttention)");
     auto refined = refine_sa_power(*sa, maps, options);
-    return [refined](Napi::Env env) -> Napi::Value { return tensor_to_js(env, refined); };
+    return [refined](Napi::Env env) -> Napi::Value { return tensor_to_js(env, refined, Lend::kYes); };
   });
 }
 

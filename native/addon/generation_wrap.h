@@ -16,13 +16,16 @@ class GenerationWrap : public Napi::ObjectWrap<GenerationWrap> {
 
  private:
   std::shared_ptr<Generation> get(Napi::Env env) const;
+  // The pipeline that made it, or a JS error (ERR_OVAM_DISPOSED) once that was disposed.
+  std::shared_ptr<StableDiffusion> pipeline(Napi::Env env) const;
   Napi::Value Attribute(const Napi::CallbackInfo& info);
   Napi::Value Optimize(const Napi::CallbackInfo& info);
-  Napi::Value Save(const Napi::CallbackInfo& info);
+  Napi::Value Encode(const Napi::CallbackInfo& info);
   Napi::Value SelfAttention(const Napi::CallbackInfo& info);
   Napi::Value Refine(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);
-  std::shared_ptr<StableDiffusion> pipeline_;
+  // Weak: an image must not keep a disposed pipeline's model in memory (running jobs hold their own).
+  std::weak_ptr<StableDiffusion> pipeline_;
   std::shared_ptr<Generation> generation_;
 };
 

@@ -1,8 +1,13 @@
 #include "addon/pipeline_wrap.h"
 
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
+
 #include "addon/convert.h"
 #include "addon/generation_wrap.h"
 #include "pipelines/generation_file.h"
+#include "pipelines/memory_estimate.h"
 #include "pipelines/stable_diffusion_xl.h"
 #include "schedulers/scheduler.h"
 #include "util/errors.h"
@@ -43,6 +48,7 @@ Napi::Function PipelineWrap::define(Napi::Env env) {
                          InstanceMethod("encodeText", &PipelineWrap::EncodeText),
                          InstanceMethod("encodePrompt", &PipelineWrap::EncodePrompt),
                          InstanceMethod("generate", &PipelineWrap::Generate),
+                         InstanceMethod("estimateGenerate", &PipelineWrap::EstimateGenerate),
                          InstanceMethod("loadGeneration", &PipelineWrap::LoadGeneration),
                          InstanceMethod("dispose", &PipelineWrap::Dispose)});
   constructor = new Napi::FunctionReference(Napi::Persistent(fn));
@@ -54,7 +60,7 @@ Napi::Object PipelineWrap::wrap(Napi::Env env, std::shared_ptr<StableDiffusion> 
   auto external = Napi::External<std::shared_ptr<StableDiffusion>>::New(
       env, holder, [](Napi::Env, std::shared_ptr<StableDiffusion>* p) { delete p; });
   auto object = constructor->New({external});
-  auto sd = *holder;
+  auto sd = std::move(*holder);  // the external lives until a GC; the object holds the pipeline now
   object.Set("folder", sd->folder);
   object.Set("device", sd->device.str());
   object.Set("dtype", dtype_name(sd->dtype));
@@ -124,10 +130,9 @@ Napi::Value PipelineWrap::EncodePrompt(const Napi::CallbackInfo& info) {
   });
 }
 
-Napi::Value PipelineWrap::Generate(const Napi::CallbackInfo& info) {
-  auto env = info.Env();
-  auto sd = get(env);
-  if (info.Length() < 1 || !info[0].IsObject()) throw_js(env, code::kInvalidArgument, "generate(options): options must be an object");
+namespace {
+GenerateOptions generate_options(const Napi::CallbackInfo& info) {
+  if (info.Length() < 1 || !info[0].IsObject()) throw_js(info.Env(), code::kInvalidArgument, "generate(options): options must be an object");
   auto o = info[0].As<Napi::Object>();
   GenerateOptions g;
   g.prompt = get_string(o, "prompt", "");
@@ -144,6 +149,32 @@ Napi::Value PipelineWrap::Generate(const Napi::CallbackInfo& info) {
   if (o.Get("image").IsObject()) g.init_image = tensor_from_js(o.Get("image"), "image");
   g.strength = get_number(o, "strength", g.strength);
   if (o.Get("startLatents").IsObject()) g.start_latents = tensor_from_js(o.Get("startLatents"), "startLatents");
+  return g;
+}
+}  // namespace
+
+// estimateGenerate(options) → { evaluations, attention, store, decode } in bytes (synchronous, cheap).
+Napi::Value PipelineWrap::EstimateGenerate(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  auto sd = get(env);
+  MemoryEstimate e;
+  try {
+    e = estimate_generation(*sd, generate_options(info));
+  } catch (const Error& error) {
+    throw_js(env, error.code(), error.what());
+  }
+  auto out = Napi::Object::New(env);
+  out.Set("evaluations", Napi::Number::New(env, double(e.evaluations)));
+  out.Set("attention", Napi::Number::New(env, e.attention));
+  out.Set("store", Napi::Number::New(env, e.store));
+  out.Set("decode", Napi::Number::New(env, e.decode));
+  return out;
+}
+
+Napi::Value PipelineWrap::Generate(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  auto sd = get(env);
+  auto g = generate_options(info);
   Napi::Value on_step = info.Length() > 1 ? info[1] : env.Undefined();
   return Job::queue_controlled(env, on_step, [sd, g](JobControl& control) {
     Progress progress;
@@ -175,6 +206,12 @@ Napi::Value PipelineWrap::Dispose(const Napi::CallbackInfo& info) {
 }
 
 namespace {
+void return_free_memory() {
+#ifdef __GLIBC__
+  malloc_trim(0);
+#endif
+}
+
 Napi::Value LoadPipeline(const Napi::CallbackInfo& info) {
   auto env = info.Env();
   if (info.Length() < 1 || !info[0].IsString()) throw_js(env, code::kInvalidArgument, "loadPipeline(folder, options): folder must be a string");
@@ -187,7 +224,14 @@ Napi::Value LoadPipeline(const Napi::CallbackInfo& info) {
     options.threads = int(get_number(o, "threads", 0));
   }
   return Job::queue(env, [folder, options]() {
-    auto sd = StableDiffusion::load(folder, options);
+    auto loaded = StableDiffusion::load(folder, options);
+    // When the last reference goes (dispose(), or the last job using it ends), the model is freed
+    // and the heap's free pages go back to the system: glibc would otherwise keep them, and a
+    // server reloading models sees its memory grow as if it leaked.
+    std::shared_ptr<StableDiffusion> sd(loaded.get(), [loaded](StableDiffusion*) mutable {
+      loaded.reset();
+      return_free_memory();
+    });
     return [sd](Napi::Env env) -> Napi::Value { return PipelineWrap::wrap(env, sd); };
   });
 }
@@ -213,19 +257,6 @@ std::map<std::string, std::string> string_map(const Napi::Object& o) {
   return out;
 }
 
-Napi::Value SaveTensors(const Napi::CallbackInfo& info) {
-  auto env = info.Env();
-  if (info.Length() < 3 || !info[0].IsString() || !info[1].IsObject() || !info[2].IsObject())
-    throw_js(env, code::kInvalidArgument, "saveTensors(file, tensors, metadata)");
-  auto file = info[0].As<Napi::String>().Utf8Value();
-  auto tensors = named_tensors(info[1].As<Napi::Object>());
-  auto metadata = string_map(info[2].As<Napi::Object>());
-  return Job::queue(env, [file, tensors, metadata]() {
-    save_safetensors(file, tensors, metadata);
-    return [](Napi::Env env) -> Napi::Value { return env.Undefined(); };
-  });
-}
-
 // encodeTensors(tensors, metadata, dtype?) → Promise<Buffer>: the bytes of a safetensors file (the
 // TS side writes them through its atomic writer); float tensors are stored in `dtype` when given.
 Napi::Value EncodeTensors(const Napi::CallbackInfo& info) {
@@ -241,7 +272,7 @@ Napi::Value EncodeTensors(const Napi::CallbackInfo& info) {
   }
   return Job::queue(env, [tensors, metadata]() {
     auto bytes = std::make_shared<std::string>(encode_safetensors(tensors, metadata));
-    return [bytes](Napi::Env env) -> Napi::Value { return Napi::Buffer<char>::Copy(env, bytes->data(), bytes->size()); };
+    return [bytes](Napi::Env env) -> Napi::Value { return bytes_to_js(env, std::move(*bytes)); };
   });
 }
 
@@ -251,12 +282,23 @@ Napi::Object metadata_to_js(Napi::Env env, const std::map<std::string, std::stri
   return m;
 }
 
+// loadTensors(file or bytes, label?) → { tensors (float32), metadata }; bytes are what the TS layer
+// read with its bounded input reader, `label` names them in errors.
 Napi::Value LoadTensors(const Napi::CallbackInfo& info) {
   auto env = info.Env();
-  if (info.Length() < 1 || !info[0].IsString()) throw_js(env, code::kInvalidArgument, "loadTensors(file): file must be a string");
-  auto path = info[0].As<Napi::String>().Utf8Value();
-  return Job::queue(env, [path]() {
-    auto file = SafetensorsFile::open(path);
+  std::string path, bytes;
+  if (info.Length() > 0 && info[0].IsBuffer()) {
+    auto b = info[0].As<Napi::Buffer<char>>();
+    bytes.assign(b.Data(), b.Length());
+    path = info.Length() > 1 && info[1].IsString() ? info[1].As<Napi::String>().Utf8Value() : "<buffer>";
+  } else if (info.Length() > 0 && info[0].IsString()) {
+    path = info[0].As<Napi::String>().Utf8Value();
+  } else {
+    throw_js(env, code::kInvalidArgument, "loadTensors(file): file must be a string or a Buffer");
+  }
+  const bool from_bytes = info[0].IsBuffer();
+  return Job::queue(env, [path, bytes = std::move(bytes), from_bytes]() mutable {
+    auto file = from_bytes ? SafetensorsFile::from_bytes(std::move(bytes), path) : SafetensorsFile::open(path);
     std::vector<std::pair<std::string, torch::Tensor>> tensors;
     for (const auto& e : file->entries()) tensors.emplace_back(e.name, file->tensor(e.name).to(torch::kFloat32));
     auto metadata = file->metadata();
@@ -286,7 +328,6 @@ Napi::Value ReadMetadata(const Napi::CallbackInfo& info) {
 void init_pipeline(Napi::Env env, Napi::Object exports) {
   exports.Set("Pipeline", PipelineWrap::define(env));
   exports.Set("loadPipeline", Napi::Function::New(env, LoadPipeline));
-  exports.Set("saveTensors", Napi::Function::New(env, SaveTensors));
   exports.Set("encodeTensors", Napi::Function::New(env, EncodeTensors));
   exports.Set("loadTensors", Napi::Function::New(env, LoadTensors));
   exports.Set("readMetadata", Napi::Function::New(env, ReadMetadata));

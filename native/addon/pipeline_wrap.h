@@ -21,6 +21,7 @@ class PipelineWrap : public Napi::ObjectWrap<PipelineWrap> {
   Napi::Value EncodeText(const Napi::CallbackInfo& info);
   Napi::Value EncodePrompt(const Napi::CallbackInfo& info);  // { context [77, D], pooled [P] (SDXL) or null }
   Napi::Value Generate(const Napi::CallbackInfo& info);
+  Napi::Value EstimateGenerate(const Napi::CallbackInfo& info);
   Napi::Value LoadGeneration(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);
   std::shared_ptr<StableDiffusion> pipeline_;

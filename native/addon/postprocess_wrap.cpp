@@ -57,7 +57,7 @@ Napi::Value LabelMaps(const Napi::CallbackInfo& info) {
     auto histogram = label_histogram(labels);
     return [labels, histogram](Napi::Env env) -> Napi::Value {
       auto out = Napi::Object::New(env);
-      out.Set("labels", tensor_to_js(env, labels));
+      out.Set("labels", tensor_to_js(env, labels, Lend::kYes));
       out.Set("histogram", tensor_to_js(env, histogram));
       return out;
     };
@@ -92,7 +92,7 @@ Napi::Value DenseCRF(const Napi::CallbackInfo& info) {
     auto labels = dense_crf(image.data_ptr<uint8_t>(), probabilities.data_ptr<float>(), height, width,
                             int(probabilities.size(0)), params);
     auto out = torch::from_blob(labels.data(), {height, width}, torch::kUInt8).clone();
-    return [out](Napi::Env env) -> Napi::Value { return tensor_to_js(env, out); };
+    return [out](Napi::Env env) -> Napi::Value { return tensor_to_js(env, out, Lend::kYes); };
   });
 }
 }  // namespace

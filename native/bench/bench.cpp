@@ -229,7 +229,10 @@ void bench_model(Report& report, const Args& args, const std::string& label, Sta
   g.latents = torch::zeros({1, 4, latent, latent});
   g.store = std::make_shared<AttentionStore>(store);
   const std::string file = (fs::temp_directory_path() / ("ovam-bench-" + std::to_string(::getpid()) + ".safetensors")).string();
-  double save = median_time(args.runs, device, [&] { save_generation(file, g, "{}"); });
+  double save = median_time(args.runs, device, [&] {
+    const std::string bytes = encode_generation(g, "{}");
+    std::ofstream(file, std::ios::binary).write(bytes.data(), std::streamsize(bytes.size()));
+  });
   report.add({label, "save capture (safetensors)", save, 0, store_bytes, ""});
   double load = median_time(args.runs, device, [&] { load_generation(file, sd, nullptr); });
   report.add({label, "load capture", load, 0, store_bytes, ""});

@@ -62,11 +62,29 @@ export function hasFlag(args: readonly string[], ...flags: string[]): boolean {
 
 export function parse(args: string[], options: OptionSpec): { values: Values; positionals: string[] } {
   try {
-    return parseArgs({ args, options, strict: true, allowPositionals: true }) as { values: Values; positionals: string[] };
+    return parseArgs({ args: joinNegativeValues(args, options), options, strict: true, allowPositionals: true }) as { values: Values; positionals: string[] };
   } catch (error) {
     // parseArgs words its errors for programmers ("Unknown option '--x'. To specify a positional…"): keep the first sentence.
     throw new UsageError(String((error as Error).message).split(". ")[0]);
   }
+}
+
+// parseArgs reads "--seed -1" as a flag followed by an unknown option "-1"; joined as "--seed=-1",
+// a negative value reaches the flag's own range check and its message.
+function joinNegativeValues(args: readonly string[], options: OptionSpec): string[] {
+  const takesValue = (arg: string) =>
+    Object.entries(options).some(([name, o]) => o.type === "string" && (arg === `--${name}` || (o.short !== undefined && arg === `-${o.short}`)));
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    if (args[i] === "--") {
+      out.push(...args.slice(i));
+      break;
+    }
+    // "--seed=-1"; a short flag takes its value attached ("-o-1").
+    if (takesValue(args[i]) && /^-(\d|\.\d)/.test(args[i + 1] ?? "")) out.push(`${args[i]}${args[i].startsWith("--") ? "=" : ""}${args[++i]}`);
+    else out.push(args[i]);
+  }
+  return out;
 }
 
 /** A flag's string value (the last one given), or undefined. */
@@ -96,7 +114,8 @@ export function number(values: Values, name: string, kind: "integer" | "number" 
 export function size(values: Values): { width?: number; height?: number } {
   const raw = text(values, "size");
   if (raw === undefined) return {};
-  const match = /^(\d+)[x×](\d+)$/i.exec(raw.trim());
+  // Signed, so that a negative side gets generate()'s range message rather than a format one.
+  const match = /^([-+]?\d+)[x×]([-+]?\d+)$/i.exec(raw.trim());
   if (!match) throw new UsageError(`--size expects WIDTHxHEIGHT in pixels (e.g. 512x512), got "${raw}"`);
   return { width: Number(match[1]), height: Number(match[2]) };
 }

@@ -58,14 +58,14 @@ Examples:
     const mode = choice(values, "mode", ["softmax", "linear"] as const);
     const threshold = number(values, "threshold");
     const finer = finerMaps(values, "steps");
-    const sd = await loadModelFor(ctx, text(values, "model"), file, loadOptions(values));
-    const image = await loadGeneration(sd, file);
+    const out = await new OutputDir(outDir, ctx.reporter).prepare();
     const subjects: Subject[] = words.map((word) => ({ label: word, text: word }));
     for (const tokenFile of tokenFiles) {
       const token = await resolveTokenRef(tokenFile);
       subjects.push({ label: `${token.text} (token)`, token });
     }
-    const out = new OutputDir(outDir, ctx.reporter);
+    const sd = await loadModelFor(ctx, text(values, "model"), file, loadOptions(values));
+    const image = await loadGeneration(sd, file);
     const { sheet } = await attributeSubjects(ctx, image, subjects, out, { mode, threshold, ...finer });
     ctx.reporter.result(
       { command: "attribute", generation: file, subjects: subjects.map((s) => s.label), sheet, files: out.files },

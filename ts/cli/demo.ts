@@ -50,8 +50,8 @@ Examples:
     const steps = number(values, "steps", "integer");
     const seed = number(values, "seed", "integer") ?? 0;
     const epochs = number(values, "epochs", "integer") ?? DEMO_EPOCHS;
+    const out = await new OutputDir(text(values, "out") ?? "ovam-demo", ctx.reporter).prepare();
     const sd = await loadModel(ctx, text(values, "model"), loadOptions(values));
-    const out = new OutputDir(text(values, "out") ?? "ovam-demo", ctx.reporter);
     const { image } = await generateAndSave(ctx, sd, { prompt: PROMPT, steps, seed }, out, "generation");
 
     const mask = rectangleMask(image.width, image.height);

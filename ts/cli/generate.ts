@@ -49,8 +49,8 @@ Examples:
       ...size(values),
     };
     const load = loadOptions(values);
+    const out = await new OutputDir(outDir, ctx.reporter).prepare();
     const sd = await loadModel(ctx, text(values, "model"), load);
-    const out = new OutputDir(outDir, ctx.reporter);
     const { image } = await generateAndSave(ctx, sd, options, out, safeStem(text(values, "name") ?? "generation"));
     const { seed, width, height, steps, scheduler } = image.settings;
     ctx.reporter.result(

@@ -8,7 +8,7 @@ import type { Map2D } from "../options";
 import { loadTokens, optimizeTokens, resolveTokenRef, saveTokens, type OptimizedToken, type TrainingExample } from "../token";
 import { choice, commonOptions, COMMON_HELP, loadOptions, modelHelp, modelOptions, number, required, text, texts, UsageError, type Command, type Values } from "./args";
 import { fileList, OutputDir } from "./output";
-import { loadModelFor, optimizeWithProgress, readMask, type Context } from "./workflow";
+import { loadModelFor, maskPlane, optimizeWithProgress, readMaskFile, type Context } from "./workflow";
 
 // optimizeToken()'s default, repeated here because the progress bar needs the total up front.
 const DEFAULT_EPOCHS = 30;
@@ -85,12 +85,15 @@ Examples:
       gamma: number(values, "gamma"),
       attribute: { mode: choice(values, "mode", ["softmax", "linear"] as const) },
     };
-    const sd = await loadModelFor(ctx, text(values, "model"), positionals[0], loadOptions(values));
-    const images = [];
-    for (const file of positionals) images.push(await loadGeneration(sd, file));
-    const out = new OutputDir(path.dirname(outFile), ctx.reporter);
+    const out = await new OutputDir(path.dirname(outFile), ctx.reporter).prepare(path.basename(outFile));
+    const loadImages = async () => {
+      const sd = await loadModelFor(ctx, text(values, "model"), positionals[0], loadOptions(values));
+      const images: GeneratedImage[] = [];
+      for (const file of positionals) images.push(await loadGeneration(sd, file));
+      return images;
+    };
     const truth = text(values, "truth");
-    if (truth !== undefined) return optimizeBank(ctx, values, positionals, images, truth, options, out, outFile);
+    if (truth !== undefined) return optimizeBank(ctx, values, positionals, await loadImages(), truth, options, out, outFile);
 
     const masks = required(texts(values, "mask"), "--mask MASK.png (one per generation), or --truth DIR");
     if (masks.length !== positionals.length)
@@ -98,8 +101,11 @@ Examples:
     const word = required(text(values, "text"), "--text WORD");
     const initialRef = text(values, "initial");
     const initial = initialRef === undefined ? undefined : await resolveTokenRef(initialRef);
-    const targets = [];
-    for (const [i, mask] of masks.entries()) targets.push(await readMask(mask, images[i]));
+    // Masks are read before the model loads, so a bad mask fails at once.
+    const pngs = [];
+    for (const mask of masks) pngs.push(await readMaskFile(mask));
+    const images = await loadImages();
+    const targets = pngs.map((png, i) => maskPlane(png, images[i], masks[i]));
     const token = await optimizeWithProgress(ctx, images, { ...options, text: word, context: text(values, "context"), initial, targets });
     await out.save(path.basename(outFile), (file) => token.save(file), `the token for "${word}" (use: ovam attribute <generation> --token ${path.basename(outFile)})`);
     const best = Math.min(...token.losses);

@@ -1,9 +1,11 @@
 // The output folder of a command: file names made safe from user words (nothing escapes the
 // folder), unique within the run, and a record of every file written and what it shows.
-import { mkdir, writeFile } from "node:fs/promises";
+import { randomBytes } from "node:crypto";
+import { lstat, mkdir, open, rm, stat } from "node:fs/promises";
 import path from "node:path";
 
-import { InternalError } from "../errors";
+import { InternalError, InvalidArgumentError } from "../errors";
+import { fileError, writeFileAtomic } from "../files";
 import type { Reporter } from "../progress";
 
 export interface WrittenFile {
@@ -31,10 +33,45 @@ export class OutputDir {
   readonly #reporter: Reporter;
   readonly #stems = new Set<string>();
 
-  /** The folder `dir`, created (with its parents) by the first file written, so failed commands leave nothing. */
-  constructor(dir: string, reporter: Reporter) {
+  /** The folder `dir`, created (with its parents) by the first file written; `flag` names it in errors ("--out"). */
+  constructor(dir: string, reporter: Reporter, readonly flag = "--out") {
     this.dir = path.resolve(dir);
     this.#reporter = reporter;
+  }
+
+  /**
+   * Checks, before any work, that the folder can be had: it is a folder, or its nearest existing
+   * ancestor is a folder files can be written into. The folder itself is made by the first file
+   * written, so a command that fails leaves nothing. `file`, a name in the folder, must not be
+   * something a file cannot replace (a folder, a device).
+   */
+  async prepare(file?: string): Promise<this> {
+    let existing = this.dir;
+    let stats;
+    for (;;) {
+      stats = await stat(existing).catch((error: NodeJS.ErrnoException) => {
+        if (error.code === "ENOENT" || error.code === "ENOTDIR") return undefined;
+        throw fileError(error, existing, this.flag);
+      });
+      if (stats || path.dirname(existing) === existing) break;
+      existing = path.dirname(existing);
+    }
+    if (!stats?.isDirectory())
+      throw new InvalidArgumentError(`${this.flag}: ${existing} is not a folder; accepted: a folder, or a path where one can be created`);
+    // A file made and removed there: permission bits alone miss read-only file systems and root.
+    const probe = path.join(existing, `.ovam-probe-${process.pid}-${randomBytes(4).toString("hex")}`);
+    try {
+      await (await open(probe, "wx")).close();
+      await rm(probe);
+    } catch (error) {
+      throw fileError(error, this.dir, this.flag);
+    }
+    if (file !== undefined) {
+      const target = await lstat(path.join(this.dir, file)).catch(() => undefined);
+      if (target && !target.isFile() && !target.isSymbolicLink())
+        throw new InvalidArgumentError(`${this.flag}: ${path.join(this.dir, file)} exists and is not a regular file; accepted: a file path`);
+    }
+    return this;
   }
 
   /** A safe stem for `label`, with "-2", "-3"… after it when an earlier label of this run took it. */
@@ -48,7 +85,7 @@ export class OutputDir {
 
   /** Writes `name` (a plain file name) into the folder and records it. */
   write(name: string, data: Uint8Array | string, description: string): Promise<string> {
-    return this.save(name, (file) => writeFile(file, data), description);
+    return this.save(name, (file) => writeFileAtomic(file, data), description);
   }
 
   /** Has `writer` write `name` into the folder (image.save(), token.save()) and records it. */
@@ -56,7 +93,11 @@ export class OutputDir {
     const file = path.join(this.dir, name);
     // Names come from safeStem() or the commands; this guards that invariant rather than user input.
     if (path.dirname(file) !== this.dir) throw new InternalError(`output name "${name}" leaves ${this.dir}`);
-    await mkdir(this.dir, { recursive: true });
+    try {
+      await mkdir(this.dir, { recursive: true });
+    } catch (error) {
+      throw fileError(error, this.dir, this.flag);
+    }
     await writer(file);
     this.files.push({ path: file, description });
     this.#reporter.record("file", { path: file, description });

@@ -1,14 +1,14 @@
 // The work behind the commands, shared by generate, attribute, optimize and demo: load a model,
 // generate and save, attribute words or tokens into pictures, read masks and optimise a token.
 import { existsSync } from "node:fs";
-import { readFile } from "node:fs/promises";
 import path from "node:path";
 
 import { InvalidArgumentError } from "../errors";
+import { readInputFile } from "../files";
 import { generate, readGenerationInfo, type GeneratedImage } from "../image";
 import { attribute, minMax } from "../maps";
 import type { GenerateOptions, LoadOptions, Map2D, OptimizeOptions } from "../options";
-import { decodePNG, encodeGray8, encodeRGB } from "../png";
+import { decodePNG, encodeGray8, encodeRGB, type DecodedPNG } from "../png";
 import { bundledModelDir, load, type Pipeline } from "../pipeline";
 import type { Reporter } from "../progress";
 import { contactSheetRows, overlay, type RGBImage, type Tile } from "../render";
@@ -35,12 +35,18 @@ export async function loadModel(ctx: Context, modelDir: string | undefined, opti
  * made it (when that folder is still there), else the bundled model.
  */
 export async function loadModelFor(ctx: Context, modelDir: string | undefined, file: string, options: LoadOptions): Promise<Pipeline> {
-  if (modelDir !== undefined) return loadModel(ctx, modelDir, options);
+  // The header is read and checked first: a file that is not a generation fails before any model loads.
   const { model } = await readGenerationInfo(file);
+  if (modelDir !== undefined) {
+    if (model !== undefined && path.resolve(modelDir) !== model) ctx.reporter.note(`Note: ${file} was made by ${model}; using --model ${path.resolve(modelDir)} as asked`);
+    return loadModel(ctx, modelDir, options);
+  }
   if (model !== undefined && !existsSync(path.join(model, "model_index.json"))) {
     ctx.reporter.note(`${file} was made by ${model}, which is not there any more; pass --model DIR`);
     return loadModel(ctx, undefined, options);
   }
+  // The file, not the user, chose this folder: say so, so a received file cannot pick one unseen.
+  if (model !== undefined) ctx.reporter.note(`Note: using the model recorded in ${file}: ${model} (pass --model DIR to choose another)`);
   return loadModel(ctx, model, options);
 }
 
@@ -154,17 +160,25 @@ export function maskPNG(mask: Map2D<Uint8Array>): Promise<Buffer> {
   return encodeGray8(mask.width, mask.height, mask.data.map((v) => v * 255));
 }
 
+// A mask PNG larger than this is refused before it is read (a 4096² RGBA PNG stored without
+// compression is 64 MiB).
+const MAX_MASK_BYTES = 64 << 20;
+
+/** A mask PNG read and decoded (a regular file of bounded size; errors name --mask). */
+export async function readMaskFile(file: string): Promise<DecodedPNG> {
+  return decodePNG(await readInputFile(file, { maxBytes: MAX_MASK_BYTES, what: "--mask" }), `--mask ${file}`);
+}
+
 /**
- * A mask PNG as a 0/1 plane of the image's size: 1 where the pixel is light (grey level, or RGB
- * mean, above 127) and opaque (alpha above 127). A mask of another size with the image's aspect
- * ratio is resized (nearest); any other size is an InvalidArgumentError.
+ * A decoded mask as a 0/1 plane of the image's size: 1 where the pixel is light (grey level, or
+ * RGB mean, above 127) and opaque (alpha above 127). A mask of another size with the image's
+ * aspect ratio is resized (nearest); any other size is an InvalidArgumentError.
  */
-export async function readMask(file: string, image: GeneratedImage): Promise<Map2D<Uint8Array>> {
-  const png = await decodePNG(await readFile(file), file);
+export function maskPlane(png: DecodedPNG, image: GeneratedImage, file: string): Map2D<Uint8Array> {
   const { width, height, channels, data } = png;
   if (width * image.height !== height * image.width)
     throw new InvalidArgumentError(
-      `${file}: the mask is ${width}×${height} but the image is ${image.width}×${image.height}; a mask needs the image's size (or its aspect ratio, to be resized)`,
+      `--mask ${file}: the mask is ${width}×${height} but the image is ${image.width}×${image.height}; a mask needs the image's size (or its aspect ratio, to be resized)`,
     );
   const colours = channels === 1 || channels === 2 ? 1 : 3;
   const mask = new Uint8Array(image.width * image.height);

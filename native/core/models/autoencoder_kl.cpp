@@ -15,7 +15,7 @@ VaeConfig VaeConfig::from(const Config& c) {
   v.in_channels = c.get_int("in_channels", v.in_channels);
   v.out_channels = c.get_int("out_channels", v.out_channels);
   v.latent_channels = c.get_int("latent_channels", v.latent_channels);
-  v.layers_per_block = c.get_int("layers_per_block", v.layers_per_block);
+  v.layers_per_block = c.get_int("layers_per_block", v.layers_per_block, 1, 64);
   v.norm_num_groups = c.get_int("norm_num_groups", v.norm_num_groups);
   v.block_out_channels = c.get_ints("block_out_channels", v.block_out_channels);
   v.scaling_factor = c.get_double("scaling_factor", v.scaling_factor);

@@ -49,7 +49,7 @@ UNetConfig UNetConfig::from(const Config& c) {
     c.reject("mid_block_type", "a UNet without mid block is not implemented");
   u.mid_block_type = c.get_string("mid_block_type", u.mid_block_type);
   c.require_one_of("mid_block_type", u.mid_block_type, {"UNetMidBlock2DCrossAttn"});
-  u.layers_per_block = c.get_int("layers_per_block", u.layers_per_block);
+  u.layers_per_block = c.get_int("layers_per_block", u.layers_per_block, 1, 64);
   // SD 1.x/2.x name the head count attention_head_dim; num_attention_heads, when set, wins.
   const char* heads_key = c.has("num_attention_heads") ? "num_attention_heads" : "attention_head_dim";
   u.heads = c.get_int_or_ints(heads_key, 8, n);
@@ -69,7 +69,7 @@ UNetConfig UNetConfig::from(const Config& c) {
   u.upcast_attention = c.get_bool("upcast_attention", u.upcast_attention);
   u.flip_sin_to_cos = c.get_bool("flip_sin_to_cos", u.flip_sin_to_cos);
   u.freq_shift = c.get_double("freq_shift", u.freq_shift);
-  u.downsample_padding = c.get_int("downsample_padding", u.downsample_padding);
+  u.downsample_padding = c.get_int("downsample_padding", u.downsample_padding, 0);
   u.transformer_layers_per_block = c.get_int_or_ints("transformer_layers_per_block", 1, n);
   for (int64_t layers : u.transformer_layers_per_block)
     if (layers < 1) c.reject("transformer_layers_per_block", "each entry must be at least 1");

@@ -54,6 +54,12 @@ OptimizeResult optimize_token(UNet2DConditionModelImpl& unet, const std::vector<
     sgd.step();
     if (progress.on_epoch) progress.on_epoch(epoch, value);
   }
+  // NaN compares false, so a run whose every loss was NaN never set the best embedding.
+  if (!result.embedding.defined())
+    throw Error(code::kInvalidArgument,
+                "optimize: the loss was NaN in every epoch: the maps are constant (saturated by the activation, e.g. "
+                "mapActivation \"clamp\", \"sigmoid\" or \"tanh\" on summed maps), so their min-max normalisation divides 0 by 0; "
+                "use activations that keep the maps varying (the default \"none\")");
   result.final = x.detach().clone();
   return result;
 }

@@ -8,9 +8,10 @@
 
 namespace ovam {
 
-// `user_metadata`: a JSON object text kept alongside (the TS layer's own fields).
-void save_generation(const std::string& path, const Generation& generation, const std::string& user_metadata);
-// Checks that the file's blocks exist in this pipeline's UNet with the same heads and sizes.
+// The file's bytes; `user_metadata`: a JSON object text kept alongside (the TS layer's own fields).
+std::string encode_generation(const Generation& generation, const std::string& user_metadata);
+// Checks every tensor (dtype, shape, finite values) against the metadata and this pipeline's UNet
+// (blocks with the same heads and sizes) before use.
 Generation load_generation(const std::string& path, StableDiffusion& pipeline, std::string* user_metadata);
 
 }  // namespace ovam

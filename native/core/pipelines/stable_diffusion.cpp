@@ -210,6 +210,11 @@ Generation StableDiffusion::generate(const GenerateOptions& options, const Progr
       if (options.guidance_rescale > 0) eps = rescale_noise_cfg(eps, parts[1], options.guidance_rescale);
     }
     latents = scheduler->step(eps, i, latents);
+    // NaN or infinite latents decode to a flat image without any error: stop at the first.
+    if (!torch::isfinite(latents).all().item<bool>())
+      throw Error(code::kInvalidArgument, "the latents became NaN or infinite at step " + std::to_string(k + 1) + " of " +
+                                              std::to_string(total) + " (steps " + std::to_string(options.steps) + ", guidance scale " +
+                                              std::to_string(guidance) + "); try fewer steps, another scheduler or a smaller guidance scale");
     if (progress.on_step) progress.on_step(k + 1, total);
   }
   store->finish();

@@ -22,6 +22,7 @@ class Ddim : public DiffusersScheduler {
     timesteps_ = spaced_timesteps(train_steps_, steps, double(train_steps_) / double(steps), /*round_linspace=*/true);
     step_ratio_ = train_steps_ / steps;
     steps_done_ = first_step_ = 0;
+    check_schedule(steps);
   }
 
   double init_noise_sigma() const override { return 1.0; }

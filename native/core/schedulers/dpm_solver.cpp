@@ -80,6 +80,7 @@ class DpmSolver : public DiffusersScheduler {
     model_outputs_.assign(size_t(order_), torch::Tensor());
     lower_order_nums_ = 0;
     steps_done_ = first_step_ = 0;
+    check_schedule(steps, size_t(steps));
   }
 
   double init_noise_sigma() const override { return 1.0; }

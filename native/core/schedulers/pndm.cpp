@@ -46,6 +46,7 @@ class Pndm : public DiffusersScheduler {
     cur_model_output_ = torch::Tensor();
     cur_sample_ = torch::Tensor();
     steps_done_ = first_step_ = 0;
+    check_schedule(steps);
   }
 
   double init_noise_sigma() const override { return 1.0; }

@@ -96,7 +96,7 @@ DiffusersScheduler::DiffusersScheduler(const Config& config, const std::string& 
                                        const std::vector<std::string>& predictions, bool rescale_zero_snr)
     : train_steps_(config.get_int("num_train_timesteps", 1000)),
       spacing_(config.get_string("timestep_spacing", default_spacing)),
-      steps_offset_(config.get_int("steps_offset", 0)) {
+      steps_offset_(config.get_int("steps_offset", 0, 0)) {
   if (train_steps_ < 1) config.reject("num_train_timesteps", "expected a positive number");
   auto betas = read_betas(config, train_steps_);
   if (rescale_zero_snr) betas = rescale_zero_terminal_snr(betas);
@@ -114,6 +114,18 @@ void DiffusersScheduler::check_steps(int64_t steps) const {
   if (steps < 1 || steps > train_steps_)
     throw Error(code::kInvalidArgument, "steps must be between 1 and num_train_timesteps (" +
                                             std::to_string(train_steps_) + "), got " + std::to_string(steps));
+}
+
+void DiffusersScheduler::check_schedule(int64_t steps, size_t distinct) const {
+  const std::string config = "with timestep_spacing \"" + spacing_ + "\", steps_offset " + std::to_string(steps_offset_) +
+                             " and num_train_timesteps " + std::to_string(train_steps_);
+  for (double t : timesteps_)
+    if (!(t >= 0 && t <= double(train_steps_ - 1)))
+      throw Error(code::kInvalidArgument, std::to_string(steps) + " steps " + config + " reach timestep " + std::to_string(t) +
+                                              ", outside 0.." + std::to_string(train_steps_ - 1) + "; accepted: fewer steps");
+  if (timesteps_.size() < distinct)
+    throw Error(code::kInvalidArgument, std::to_string(steps) + " steps " + config + " round to only " +
+                                            std::to_string(timesteps_.size()) + " distinct timesteps; accepted: fewer steps");
 }
 
 void DiffusersScheduler::check_index(size_t index) const {
@@ -222,6 +234,7 @@ void SigmaScheduler::set_timesteps(int64_t steps) {
   sigmas_.push_back(0.f);
   timesteps_ = std::move(t);
   steps_done_ = first_step_ = 0;
+  check_schedule(steps);
 }
 
 double SigmaScheduler::init_noise_sigma() const {

@@ -61,6 +61,10 @@ class DiffusersScheduler : public Scheduler {
 
   // Throws kInvalidArgument unless 1 ≤ steps ≤ num_train_timesteps (diffusers' limit).
   void check_steps(int64_t steps) const;
+  // Throws kInvalidArgument when set_timesteps(steps) made a timestep outside the training range
+  // (e.g. 1000 steps with "leading" spacing and steps_offset 1 reach 1000), or fewer distinct
+  // timesteps than `distinct` (rounding merged steps): the run would fail or go wrong later.
+  void check_schedule(int64_t steps, size_t distinct = 0) const;
   // Throws kInvalidArgument unless `index` is one of timesteps().
   void check_index(size_t index) const;
   // Also throws unless `index` is the next step of this run; returns it. step() calls it, then advances.

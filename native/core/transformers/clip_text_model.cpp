@@ -13,7 +13,7 @@ ClipTextConfig ClipTextConfig::from(const Config& config) {
   c.hidden_size = config.get_int("hidden_size", c.hidden_size);
   c.intermediate_size = config.get_int("intermediate_size", c.intermediate_size);
   c.num_attention_heads = config.get_int("num_attention_heads", c.num_attention_heads);
-  c.num_hidden_layers = config.get_int("num_hidden_layers", c.num_hidden_layers);
+  c.num_hidden_layers = config.get_int("num_hidden_layers", c.num_hidden_layers, 1, 256);
   c.max_position_embeddings = config.get_int("max_position_embeddings", c.max_position_embeddings);
   c.hidden_act = config.get_string("hidden_act", c.hidden_act);
   c.layer_norm_eps = config.get_double("layer_norm_eps", c.layer_norm_eps);

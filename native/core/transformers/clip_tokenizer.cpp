@@ -7,10 +7,11 @@
 
 #include <array>
 #include <filesystem>
-#include <fstream>
 #include <limits>
+#include <unordered_set>
 
 #include "util/errors.h"
+#include "util/input_file.h"
 #include "util/json.h"
 
 namespace ovam {
@@ -161,29 +162,57 @@ ClipTokenizer ClipTokenizer::from_folder(const std::string& folder) {
 
   const fs::path vocab_file = dir / "vocab.json";
   const Json vocab = read_json_file(vocab_file.string());
+  // Ids are 0 … size − 1, each once (a sparse id such as 4e8 would size the table to it).
+  tok.decoder_.resize(vocab.size());
   for (const auto& [token, id] : vocab.items()) {
-    if (!id.is_number_integer() || id.get<int64_t>() < 0)
+    if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<uint64_t>() >= vocab.size())
       throw Error(code::kTokenizer, vocab_file.string() + ": token \"" + token + "\" has id " + id.dump() +
-                                        " (expected a non-negative integer)");
+                                        " (expected an integer from 0 to " + std::to_string(vocab.size() - 1) + ")");
     const auto i = id.get<int64_t>();
+    if (!tok.decoder_[i].empty())
+      throw Error(code::kTokenizer, vocab_file.string() + ": tokens \"" + tok.decoder_[i] + "\" and \"" + token + "\" share id " + std::to_string(i));
     tok.encoder_[token] = i;
-    if (size_t(i) >= tok.decoder_.size()) tok.decoder_.resize(i + 1);
     tok.decoder_[i] = token;
   }
 
   const fs::path merges_file = dir / "merges.txt";
-  std::ifstream merges(merges_file);
-  if (!merges) throw Error(code::kNotFound, "cannot open " + merges_file.string());
-  std::string line;
-  for (size_t number = 1; std::getline(merges, line) && tok.merge_ranks_.size() < kMaxMerges; ++number) {
+  const std::string merges = read_regular_file(merges_file.string(), uint64_t(64) << 20);
+  // Each merge joins two vocabulary symbols into a third; collected to check the file is whole.
+  std::unordered_set<std::string> merged;
+  size_t number = 0;
+  for (size_t begin = 0; begin < merges.size() && tok.merge_ranks_.size() < kMaxMerges;) {
+    size_t end = merges.find('\n', begin);
+    if (end == std::string::npos) end = merges.size();
+    std::string line = merges.substr(begin, end - begin);
+    begin = end + 1;
+    ++number;
     if (!line.empty() && line.back() == '\r') line.pop_back();
     if (line.empty() || (number == 1 && line.rfind("#version", 0) == 0)) continue;
     const auto space = line.find(' ');
     if (space == 0 || space == std::string::npos || space + 1 == line.size() || line.find(' ', space + 1) != std::string::npos)
       throw Error(code::kTokenizer, merges_file.string() + " line " + std::to_string(number) + ": \"" + line +
                                         "\" (expected two symbols separated by one space)");
+    const std::string first = line.substr(0, space), second = line.substr(space + 1);
+    for (const auto& symbol : {first, second, first + second})
+      if (!tok.encoder_.count(symbol))
+        throw Error(code::kTokenizer, merges_file.string() + " line " + std::to_string(number) + ": \"" + symbol +
+                                          "\" is not in vocab.json (the two files do not belong together)");
+    merged.insert(first + second);
     // A repeated merge keeps its last rank, as the reference's dict(zip(merges, range(...))) does.
     tok.merge_ranks_[line] = int64_t(tok.merge_ranks_.size());
+  }
+  // Every vocabulary entry longer than one byte symbol comes from a merge: an empty or cut-off
+  // merges.txt would otherwise load and split every word into letters, silently.
+  std::unordered_set<std::string> base;
+  for (const auto& symbol : byte_symbols()) {
+    base.insert(symbol);
+    base.insert(symbol + kEndOfWord);
+  }
+  for (const auto& token : tok.decoder_) {
+    const bool special = token.size() >= 4 && token.rfind("<|", 0) == 0 && token.compare(token.size() - 2, 2, "|>") == 0;
+    if (!special && !base.count(token) && !merged.count(token))
+      throw Error(code::kTokenizer, merges_file.string() + ": no merge makes \"" + token + "\" of vocab.json (" +
+                                        std::to_string(tok.merge_ranks_.size()) + " merges read; is the file empty or cut off?)");
   }
 
   // special_tokens_map.json overrides tokenizer_config.json, as in transformers' from_pretrained.

@@ -1,7 +1,8 @@
 #include "util/json.h"
 
-#include <fstream>
-#include <sstream>
+#include <cmath>
+
+#include "util/input_file.h"
 
 namespace ovam {
 
@@ -38,11 +39,7 @@ std::string quote_python_constants(const std::string& text) {
 }  // namespace
 
 Json read_json_file(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw Error(code::kNotFound, "cannot open " + path);
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  Json json = Json::parse(quote_python_constants(buffer.str()), nullptr, /*allow_exceptions=*/false);
+  Json json = Json::parse(quote_python_constants(read_regular_file(path, uint64_t(64) << 20)), nullptr, /*allow_exceptions=*/false);
   if (json.is_discarded()) throw Error(code::kConfig, path + ": not valid JSON");
   if (!json.is_object()) throw Error(code::kConfig, path + ": expected a JSON object at the top level");
   return json;
@@ -53,11 +50,26 @@ void Config::reject(const std::string& key, const std::string& why) const {
   throw Error(code::kConfig, file_ + ": key \"" + key + "\" = " + value + ": " + why);
 }
 
-int64_t Config::get_int(const std::string& key, int64_t fallback) const {
-  if (!has(key)) return fallback;
-  const Json& v = json_[key];
-  if (!v.is_number()) reject(key, "expected a number");
+int64_t Config::to_int(const std::string& key, const Json& v, int64_t min, int64_t max) const {
+  const std::string accepted = "expected an integer from " + std::to_string(min) + " to " + std::to_string(max);
+  if (v.is_number_unsigned()) {  // nlohmann keeps every non-negative integer here, 0 included
+    if (v.get<uint64_t>() > uint64_t(max) || int64_t(v.get<uint64_t>()) < min) reject(key, accepted);
+  } else if (v.is_number_integer()) {
+    if (v.get<int64_t>() < min || v.get<int64_t>() > max) reject(key, accepted);
+  } else if (v.is_number_float()) {
+    // Compared as doubles first: converting one outside int64's range is undefined.
+    const double d = v.get<double>();
+    if (!(d >= double(min) && d <= double(max)) || d != std::floor(d)) reject(key, accepted);
+    return int64_t(d);
+  } else {
+    reject(key, accepted);
+  }
   return v.get<int64_t>();
+}
+
+int64_t Config::get_int(const std::string& key, int64_t fallback, int64_t min, int64_t max) const {
+  if (!has(key)) return fallback;
+  return to_int(key, json_[key], min, max);
 }
 
 double Config::get_double(const std::string& key, double fallback) const {
@@ -81,15 +93,13 @@ std::string Config::get_string(const std::string& key, const std::string& fallba
   return v.get<std::string>();
 }
 
-std::vector<int64_t> Config::get_ints(const std::string& key, const std::vector<int64_t>& fallback) const {
+std::vector<int64_t> Config::get_ints(const std::string& key, const std::vector<int64_t>& fallback, int64_t min, int64_t max) const {
   if (!has(key)) return fallback;
   const Json& v = json_[key];
   if (!v.is_array()) reject(key, "expected a list of numbers");
+  if (v.size() > 64) reject(key, "expected at most 64 entries");
   std::vector<int64_t> out;
-  for (const auto& x : v) {
-    if (!x.is_number()) reject(key, "expected a list of numbers");
-    out.push_back(x.get<int64_t>());
-  }
+  for (const auto& x : v) out.push_back(to_int(key, x, min, max));
   return out;
 }
 
@@ -105,10 +115,10 @@ std::vector<std::string> Config::get_strings(const std::string& key, const std::
   return out;
 }
 
-std::vector<int64_t> Config::get_int_or_ints(const std::string& key, int64_t fallback, size_t count) const {
+std::vector<int64_t> Config::get_int_or_ints(const std::string& key, int64_t fallback, size_t count, int64_t min, int64_t max) const {
   if (!has(key)) return std::vector<int64_t>(count, fallback);
-  if (json_[key].is_number()) return std::vector<int64_t>(count, json_[key].get<int64_t>());
-  auto values = get_ints(key, {});
+  if (json_[key].is_number()) return std::vector<int64_t>(count, to_int(key, json_[key], min, max));
+  auto values = get_ints(key, {}, min, max);
   if (values.size() != count) reject(key, "expected one value per block (" + std::to_string(count) + ")");
   return values;
 }

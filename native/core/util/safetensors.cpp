@@ -1,16 +1,14 @@
 #include "util/safetensors.h"
 
-#include <fcntl.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <cstdio>
 #include <cstring>
-#include <fstream>
+#include <limits>
 
 #include "util/errors.h"
+#include "util/input_file.h"
 #include "util/json.h"
 
 namespace ovam {
@@ -38,16 +36,11 @@ SafetensorsFile::~SafetensorsFile() {
 }
 
 std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY);
-  if (fd < 0) throw Error(code::kNotFound, "cannot open " + path + ": " + std::strerror(errno));
-  struct stat st {};
-  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    ::close(fd);
-    fail(path, "not a regular file");
-  }
+  uint64_t size = 0;
+  const int fd = open_regular_file(path, std::numeric_limits<uint64_t>::max(), &size);
   std::shared_ptr<SafetensorsFile> file(new SafetensorsFile());
   file->path_ = path;
-  file->size_ = static_cast<size_t>(st.st_size);
+  file->size_ = static_cast<size_t>(size);
   if (file->size_ > 0) {
     // Copy-on-write: parameters may view this memory, and an in-place write to one must not
     // fault on a read-only page (nor reach the file).
@@ -194,26 +187,6 @@ std::string encode_safetensors(const std::vector<std::pair<std::string, torch::T
   out += text;
   for (const auto& c : contiguous) out.append(static_cast<const char*>(c.data_ptr()), c.numel() * c.element_size());
   return out;
-}
-
-void save_safetensors(const std::string& path, const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
-                      const std::map<std::string, std::string>& metadata) {
-  const std::string bytes = encode_safetensors(tensors, metadata);
-  const std::string tmp = path + ".tmp-" + std::to_string(::getpid());
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) throw Error(code::kNotFound, "cannot write " + tmp + ": " + std::strerror(errno));
-    out.write(bytes.data(), bytes.size());
-    out.flush();
-    if (!out) {
-      std::remove(tmp.c_str());
-      throw Error(code::kNotFound, "writing " + path + " failed");
-    }
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    throw Error(code::kNotFound, "cannot rename into " + path + ": " + std::strerror(errno));
-  }
 }
 
 }  // namespace ovam

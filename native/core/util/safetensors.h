@@ -1,5 +1,5 @@
-// safetensors files: read through mmap (tensors are views into the mapping, no copy) and written
-// atomically. Every malformed input gives kSafetensors naming the file and, where one is at fault,
+// safetensors files: read through mmap (tensors are views into the mapping, no copy) and encoded
+// to bytes (the Node layer writes them with its one atomic writer). Every malformed input gives kSafetensors naming the file and, where one is at fault,
 // the tensor; nothing is read outside the mapping.
 #pragma once
 #include <torch/torch.h>
@@ -20,7 +20,7 @@ class SafetensorsFile : public std::enable_shared_from_this<SafetensorsFile> {
     size_t begin, end;  // offsets into the data section
   };
 
-  // Maps the file and validates the header and every entry's extent.
+  // Maps the file (a regular file only) and validates the header and every entry's extent.
   static std::shared_ptr<SafetensorsFile> open(const std::string& path);
   // Validates an in-memory buffer the same way (the tests feed malformed bytes through this).
   static std::shared_ptr<SafetensorsFile> from_bytes(std::string bytes, const std::string& label);
@@ -49,14 +49,9 @@ class SafetensorsFile : public std::enable_shared_from_this<SafetensorsFile> {
   std::map<std::string, std::string> metadata_;
 };
 
-// The bytes of a safetensors file holding tensors (any device/dtype among F32, F16, BF16, I64, I32,
-// U8) with string metadata; the header's keys sorted, so equal inputs give equal bytes.
+// The bytes of a safetensors file holding `tensors` (any device; dtypes F32, F16, BF16, F64, I64,
+// I32, I16, I8, U8, BOOL) with string metadata.
 std::string encode_safetensors(const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
                                const std::map<std::string, std::string>& metadata = {});
-
-// Writes tensors (any device/dtype among F32, F16, BF16, I64, I32, U8) with string metadata to
-// `path`, through a temporary file renamed into place so a failed write never leaves half a file.
-void save_safetensors(const std::string& path, const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
-                      const std::map<std::string, std::string>& metadata = {});
 
 }  // namespace ovam
