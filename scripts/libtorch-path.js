@@ -7,7 +7,7 @@ const path = require("node:path");
 function root() {
   if (process.env.LIBTORCH) return process.env.LIBTORCH;
   if (process.env.LIBTORCH_USE_PYTORCH === "1") {
-    const prefix = execFileSync("python3", ["-c", "import torch, os; print(os.path.dirname(torch.__file__))"]).toString().trim();
+    const prefix = execFileSync(process.env.LIBTORCH_PYTHON || "python3", ["-c", "import torch, os; print(os.path.dirname(torch.__file__))"]).toString().trim();
     return prefix;
   }
   return null;
