@@ -53,7 +53,7 @@ typedef struct {
   struct { const char* name; const void* data; } toc[1];
   int fake[4];
 } IcuDataHeader;
-U_CAPI const IcuDataHeader U_ICUDATA_ENTRY_POINT __attribute__((aligned(16))) = {
+const IcuDataHeader U_ICUDATA_ENTRY_POINT __attribute__((aligned(16))) = {
   32, 0xda, 0x27,
   {sizeof(UDataInfo), 0, U_IS_BIG_ENDIAN, U_CHARSET_FAMILY, sizeof(UChar), 0, {0x54, 0x6f, 0x43, 0x50}, {1, 0, 0, 0}, {0, 0, 0, 0}},
   {0}, 0, 0, {{0, 0}}, {0}};

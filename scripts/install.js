@@ -26,7 +26,11 @@ function resolve(request) {
 
 function addonLoadError() {
   try {
-    require("node-gyp-build")(root);
+    // dist/addon.js checks a prebuild against this machine's libtorch and binds every symbol now;
+    // a source checkout before its first TypeScript build has only node-gyp-build's plain load.
+    const loader = path.join(root, "dist", "addon.js");
+    if (fs.existsSync(loader)) require(loader).loadAddon(root);
+    else require("node-gyp-build")(root);
     return null;
   } catch (e) {
     return e;

@@ -21,7 +21,8 @@ export type ErrorCode =
   | "ERR_OVAM_AMBIGUOUS_WORD"
   | "ERR_OVAM_BUSY"
   | "ERR_OVAM_INTERNAL"
-  | "ERR_OVAM_QUEUE";
+  | "ERR_OVAM_QUEUE"
+  | "ERR_OVAM_ADDON";
 
 /** Base class of every error ovam raises; `code` tells them apart without reading messages. */
 export class OvamError extends Error {
@@ -141,6 +142,22 @@ export class TokenizerError extends ModelLoadError {
 export class DeviceError extends OvamError {
   constructor(message: string, options?: { cause?: unknown }) {
     super("ERR_OVAM_DEVICE", message, options);
+  }
+}
+
+/**
+ * The native addon cannot be loaded: none was built, or a prebuilt one was made for another
+ * libtorch than this machine has. `builtAgainst` and `found` describe the two when known.
+ */
+export class AddonLoadError extends OvamError {
+  readonly file: string | null;
+  readonly builtAgainst: string | null;
+  readonly found: string | null;
+  constructor(message: string, details: { file: string | null; builtAgainst?: string | null; found?: string | null; cause?: unknown }) {
+    super("ERR_OVAM_ADDON", message, { cause: details.cause });
+    this.file = details.file;
+    this.builtAgainst = details.builtAgainst ?? null;
+    this.found = details.found ?? null;
   }
 }
 

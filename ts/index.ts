@@ -52,6 +52,7 @@ export type {
 } from "./options";
 export {
   AbortError,
+  AddonLoadError,
   AmbiguousWordError,
   BusyError,
   ConfigError,

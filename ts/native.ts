@@ -3,6 +3,8 @@
 // rejections carry a `code` (ERR_OVAM_*), mapped to error classes in errors.ts.
 import path from "node:path";
 
+import { loadAddon } from "./addon";
+
 export interface NativeTensor {
   data: Float32Array | Uint8Array;
   shape: number[];
@@ -168,6 +170,5 @@ export interface NativeAddon {
 process.env.GOMP_SPINCOUNT ??= "10000";
 process.env.OPENBLAS_THREAD_TIMEOUT ??= "4";
 
-// Prebuilt binaries (prebuildify) when present, else the local cmake-js build.
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-export const native: NativeAddon = require("node-gyp-build")(path.join(__dirname, ".."));
+// The local cmake-js build, else a prebuilt binary for this machine's libtorch (addon.ts).
+export const native: NativeAddon = loadAddon<NativeAddon>(path.join(__dirname, ".."));
