@@ -85,6 +85,16 @@ t.test("the tarball installs into an empty project and loads its prebuild withou
   t.equal(loaded.file, path.join(fs.realpathSync(installed), "prebuilds", `${process.platform}-${process.arch}`, "node.napi.node"), "the prebuild is what loaded");
 });
 
+t.test("OVAM_PREBUILD points ovam at a variant package's prebuilds (how a CUDA variant is chosen)", async (t) => {
+  const variant = path.join(project, "node_modules", "ovam-variant");
+  const folder = path.join(variant, "prebuilds", `${process.platform}-${process.arch}`);
+  fs.cpSync(path.join(installed, "prebuilds"), path.join(variant, "prebuilds"), { recursive: true });
+  t.teardown(() => fs.rmSync(variant, { recursive: true, force: true }));
+  const r = run(project, ["-e", probe], { OVAM_PREBUILD: variant });
+  const loaded = JSON.parse(r.stdout.trim().split("\n").at(-1));
+  t.equal(loaded.file, path.join(fs.realpathSync(folder), "node.napi.node"), "the variant's binary is what loaded");
+});
+
 t.test("a prebuild recorded for another libtorch: one AddonLoadError naming both and the fix", async (t) => {
   const recordFile = path.join(installed, "prebuilds", `${process.platform}-${process.arch}`, "libtorch.json");
   const record = fs.readFileSync(recordFile, "utf8");

@@ -20,6 +20,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <sstream>
 #include <thread>
 
@@ -195,7 +196,7 @@ std::string ids_check(StableDiffusion& sd, const Json& c) {
   return ids == c.at("ids").get<std::vector<int64_t>>() ? "" : "token ids differ from the fixture's";
 }
 
-// Text encoder, UNet at each fixture timestep, VAE decode: shared by SD and SDXL.
+// The UNet at each fixture timestep and the VAE decode: shared by SD and SDXL.
 void check_unet_and_vae(Table& table, const std::string& model, StableDiffusion& sd, const Golden& g, const Tolerance& tol) {
   const auto dev = sd.device;
   const auto dtype = sd.dtype;
@@ -320,18 +321,19 @@ std::vector<std::string> split(const std::string& list) {
 
 Args parse(int argc, char** argv) {
   Args a;
-  for (int i = 1; i < argc; ++i) {
-    std::string k = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) throw Error(code::kInvalidArgument, k + " needs a value");
-      return argv[++i];
-    };
-    if (k == "--device") a.device = value();
-    else if (k == "--dtype") a.dtype = value();
-    else if (k == "--root") a.root = value();
-    else if (k == "--variants") a.variants = split(value());
-    else if (k == "--threads") a.threads = std::stoi(value());
-    else throw Error(code::kInvalidArgument, "unknown option " + k + " (see the header of native/parity/parity.cpp)");
+  // Every option takes a value.
+  const std::map<std::string, std::function<void(const std::string&)>> options{
+      {"--device", [&](const std::string& v) { a.device = v; }},
+      {"--dtype", [&](const std::string& v) { a.dtype = v; }},
+      {"--root", [&](const std::string& v) { a.root = v; }},
+      {"--variants", [&](const std::string& v) { a.variants = split(v); }},
+      {"--threads", [&](const std::string& v) { a.threads = std::stoi(v); }},
+  };
+  for (int i = 1; i < argc; i += 2) {
+    const auto option = options.find(argv[i]);
+    if (option == options.end()) throw Error(code::kInvalidArgument, std::string("unknown option ") + argv[i] + " (see the header of native/parity/parity.cpp)");
+    if (i + 1 >= argc) throw Error(code::kInvalidArgument, std::string(argv[i]) + " needs a value");
+    option->second(argv[i + 1]);
   }
   for (const auto& v : a.variants)
     if (v != "sd1" && v != "sd2" && v != "sdxl") throw Error(code::kInvalidArgument, "--variants: " + v + " is not one of sd1, sd2, sdxl");
