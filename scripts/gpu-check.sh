@@ -118,14 +118,18 @@ step() {
 torch_line() { paste -sd ";" "$1"; }
 configure_line() { grep -o 'ovam: libtorch .*' "$1" | tail -n 1; }
 build_line() { echo "$(ls "$build"/ovam_parity "$build"/ovam_bench "$build"/ovam.node 2>/dev/null | xargs -n1 basename | tr '\n' ' ')"; }
-parity_line() { grep -E '^ovam_parity .*(passed|FAILED)' "$1" | tail -n 1 | sed 's/^ovam_parity //'; }
+# The verdict line, and the first failure under it.
+parity_line() { grep -A1 -E '^ovam_parity .*(passed|FAILED)' "$1" | sed 's/^ovam_parity //; s/^ *//' | paste -sd " "; }
 bench_line() {
-  python3 -c 'import json, sys
+  python3 - "$build/logs/bench.json" <<'EOF' 2>/dev/null
+import json, sys
 r = json.load(open(sys.argv[1]))
-c = {x["model"] + " " + x["case"]: x for x in r["cases"]}
-unet = c.get("tiny-sd1 UNet step (CFG batch 2), capture off", {}).get("median_s", 0)
-attr = c.get("tiny-sd1 attribute 1-token, softmax, 30 steps", {}).get("median_s", 0)
-print(f"SGEMM {r[\"ceilings\"][\"sgemm_gflops\"]:.0f} GFLOP/s, tiny-sd1 UNet step {unet * 1e3:.2f} ms, 1-token map {attr * 1e3:.2f} ms")' "$build/logs/bench.json" 2>/dev/null
+ms = {x["model"] + " " + x["case"]: x["median_s"] * 1e3 for x in r["cases"]}
+sgemm = r["ceilings"]["sgemm_gflops"]
+unet = ms.get("tiny-sd1 UNet step (CFG batch 2), capture off", 0)
+attribute = ms.get("tiny-sd1 attribute 1-token, softmax, 30 steps", 0)
+print(f"SGEMM {sgemm:.0f} GFLOP/s, tiny-sd1 UNet step {unet:.2f} ms, 1-token map {attribute:.2f} ms")
+EOF
 }
 
 # libtorch: the machine's Python torch unless LIBTORCH or LIBTORCH_USE_PYTORCH says otherwise.
