@@ -175,5 +175,5 @@ t.test("bad specs: each error names the JSON path, the value and what is accepte
   await bad({ masks: { crf: true, uncertain: [0.5, 0.6] } }, "spec.masks.uncertain", /null with crf/);
   const sided = await dataset.loadSpec({ ...base, refine: { power: 2, side: 4 } }, { baseDir: tmp });
   t.same(sided.generate.capture.selfAttention, { branch: "conditional", sides: [4] }, "a refine side keeps only that grid");
-  await t.rejects(run({ ...base, refine: { power: 2, side: 5 }, prompts: { templates: ["a {class}"], perClass: 1 } }, "side-5"), { code: "ERR_OVAM_INVALID_OPTION" }, "a side the model has no grid of");
+  await t.rejects(run({ ...base, refine: { power: 2, side: 5 }, prompts: { templates: ["a {class}"], perClass: 1 } }, "side-5"), { code: "ERR_OVAM_INVALID_OPTION", option: "spec.refine.side", accepted: /latent grids at this size \(8, 4/ }, "a side the model has no grid of");
 });

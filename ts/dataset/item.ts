@@ -9,7 +9,7 @@ import { generate, type GeneratedImage } from "../image";
 import { attribute } from "../maps";
 import { labelMaps, type LabelMap } from "../masks";
 import { native } from "../native";
-import type { Tensor } from "../options";
+import { invalidOption, type Tensor } from "../options";
 import { encodeIndexed, encodeRGB } from "../png";
 import type { Pipeline } from "../pipeline";
 import { refineMaps, refinementGrid } from "../refine";
@@ -163,12 +163,21 @@ export async function attributeClasses(ctx: ItemContext, image: GeneratedImage, 
 
 /** The class maps refined by the image's self-attention, at their own size. */
 async function refineClassMaps(image: GeneratedImage, maps: ClassMaps, refine: NonNullable<DatasetSpec["refine"]>): Promise<ClassMaps> {
+  checkSide(image, refine.side);
   const refined = await refineMaps(image, { data: maps.data, shape: [maps.classes.length, maps.height, maps.width] }, refine, "dataset item (spec.refine)");
   return { ...maps, data: refined.data as Float32Array };
 }
 
+// The spec kept only refine's side: a side the model has no grid of kept nothing.
+function checkSide(image: GeneratedImage, side: number | undefined): void {
+  if (side === undefined || image.selfAttentionGrids.length > 0) return;
+  const sides = [...new Set(image.blocks.map((b) => Math.max(b.height, b.width)))].sort((a, b) => b - a);
+  throw invalidOption("dataset spec", "spec.refine.side", side, `the side of one of this model's latent grids at this size (${sides.join(", ")})`);
+}
+
 /** The self-attention grid refinement uses (its side, else the largest kept). */
 async function savedSelfAttention(image: GeneratedImage, side: number | undefined): Promise<SavedSelfAttention> {
+  checkSide(image, side);
   const grid = refinementGrid(image, side, "dataset item (spec.save.selfAttention)");
   const matrix = await image.selfAttention(grid.side);
   return { tensor: selfAttentionTensor(grid.height, grid.width), side: grid.side, height: grid.height, width: grid.width, matrix };
