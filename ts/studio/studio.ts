@@ -61,6 +61,12 @@ export interface StudioBlock {
 /** How a class map was made: live from the class's text or its session token, or read from the dataset's maps file. */
 export type ClassMapSource = "text" | "token" | "saved";
 
+export interface ClassMap {
+  class: StudioClass;
+  by: ClassMapSource;
+  map: Map2D<Float32Array>;
+}
+
 export interface OptimizeJobOptions {
   /** The class (name or id) to optimise a token for. */
   class: string | number;
@@ -166,24 +172,26 @@ export class Studio {
   }
 
   /**
-   * Each of the item's classes on its own: by its optimised token when this session made one,
-   * else from the dataset's maps file when the item has one (at the attention grid, as the
-   * dataset labelled it), else attributed live by its text, at the image's size or the grid's.
+   * Each of the item's classes on its own: by its optimised token when this session made one
+   * (and the item has a generation file), else from the dataset's maps file when the item has one
+   * (at the attention grid, as the dataset labelled it), else attributed live by its text; live
+   * maps at the image's size or the grid's.
    */
-  async classMaps(id: string, size: "image" | "latent" = "image"): Promise<{ class: StudioClass; by: ClassMapSource; map: Map2D<Float32Array> }[]> {
+  async classMaps(id: string, size: "image" | "latent" = "image"): Promise<ClassMap[]> {
     const item = this.item(id);
-    const saved = item.files.maps && item.classes.every((c) => !this.#tokens.has(c)) ? await this.#savedMaps(item, item.files.maps) : undefined;
-    if (saved) return saved;
-    return this.#withGeneration(item, async (image) => {
-      const result = [];
-      for (const classId of item.classes) {
-        const c = this.classOf(classId);
-        const token = this.#tokens.get(c.id);
-        const maps = await attribute(image, token ?? c.text, { size });
-        result.push({ class: c, by: token ? ("token" as const) : ("text" as const), map: maps.word(token ? token.text : c.text, { occurrence: 0 }) });
-      }
-      return result;
-    });
+    const saved = item.files.maps ? await this.#savedMaps(item, item.files.maps) : undefined;
+    const live = item.classes.filter((c) => !saved || (this.#tokens.has(c) && item.files.generation));
+    const made = new Map<number, ClassMap>();
+    if (live.length)
+      await this.#withGeneration(item, async (image) => {
+        for (const classId of live) {
+          const c = this.classOf(classId);
+          const token = this.#tokens.get(c.id);
+          const maps = await attribute(image, token ?? c.text, { size });
+          made.set(c.id, { class: c, by: token ? "token" : "text", map: maps.word(token ? token.text : c.text, { occurrence: 0 }) });
+        }
+      });
+    return item.classes.map((c, i) => made.get(c) ?? (saved as ClassMap[])[i]);
   }
 
   /** The item's labels from the dataset (class ids per pixel), or a NotFoundError where it has none. */
@@ -222,7 +230,8 @@ export class Studio {
     const file = this.#truthFile(item.id);
     await mkdir(path.dirname(file), { recursive: true });
     await writeFileAtomic(file, await encodeGray8(labels.width, labels.height, labels.data), { what: `ground truth of item "${id}"` });
-    this.#measure(item, labels);
+    // A dataset's fractions are its labels' (the manifest's), which the filter keeps reading.
+    if (this.source.kind === "generations") this.#measure(item, labels);
     return file;
   }
 
@@ -308,7 +317,7 @@ export class Studio {
   }
 
   // The item's class maps from its maps file, in the item's class order.
-  async #savedMaps(item: StudioItem, file: string): Promise<{ class: StudioClass; by: ClassMapSource; map: Map2D<Float32Array> }[]> {
+  async #savedMaps(item: StudioItem, file: string): Promise<ClassMap[]> {
     const checked = await this.#inside(file);
     const { tensors, metadata } = await awaitNative(native.loadTensors(await readInputFile(checked, { maxBytes: MAX_MAPS_BYTES, what: `maps of item "${item.id}"` }), checked));
     const info = parseMapsMetadata(metadata, checked);
@@ -328,9 +337,8 @@ export class Studio {
     return real;
   }
 
-  // The item's foreground fractions, from its ground truth (a dataset's come from its labels).
+  // The item's foreground fractions, from its ground truth.
   #measure(item: StudioItem, truth: Map2D<Uint8Array>): void {
-    if (this.source.kind === "dataset") return;
     const counts = new Float64Array(256);
     for (const v of truth.data) counts[v]++;
     item.foreground = Object.fromEntries(this.source.classes.map((c) => [c.name, counts[c.id] / truth.data.length]));

@@ -25,7 +25,7 @@ export interface Item {
   width: number;
   height: number;
   classes: number[];
-  /** Only GET /api/items/{id} names the files; a generation file is what word maps need. */
+  /** Where its files are; a generation file is what word maps and the per-block view need. */
   files?: { generation?: string };
   annotated?: boolean;
 }

@@ -149,14 +149,8 @@ function listBlocks(blocks: Block[]): void {
   const select = $<HTMLSelectElement>("block");
   select.length = 1;
   const sides = [...new Set(blocks.map((b) => Math.max(b.height, b.width)))].sort((a, b) => a - b);
-  options(
-    select,
-    sides.map((side) => [String(side), `${side}×${side} blocks (${blocks.filter((b) => Math.max(b.height, b.width) === side).length})`]),
-  );
-  options(
-    select,
-    blocks.map((b) => [b.name, `${b.name} (${b.width}×${b.height})`]),
-  );
+  options(select, sides.map((side) => [String(side), `${side}×${side} blocks (${blocks.filter((b) => Math.max(b.height, b.width) === side).length})`]));
+  options(select, blocks.map((b) => [b.name, `${b.name} (${b.width}×${b.height})`]));
 }
 
 // The chosen block: a resolution (digits) or a block's name; undefined for all blocks.
