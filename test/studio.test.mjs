@@ -380,7 +380,7 @@ t.test("a dataset folder: items from the manifest, labels, saved maps, per-block
   t.equal((await onData("GET", "/api/info")).status, 200, "the server still answers");
 });
 
-t.test("a dataset in headless Chromium: labels, a word, the per-block view, threshold, ground truth from the labels", { timeout: 300_000 }, async (t) => {
+t.test("a dataset in headless Chromium: labels, a word, the per-block view, threshold, ground truth from the labels, evaluate, optimise", { timeout: 300_000 }, async (t) => {
   const { page, errors } = await browse(t);
   await page.goto(dataServer.url);
   await page.waitForSelector("body[data-ready]");
@@ -446,6 +446,15 @@ t.test("a dataset in headless Chromium: labels, a word, the per-block view, thre
   await page.click("#evaluate");
   await page.waitForFunction(() => /Binary protocol|\[/.test(document.querySelector("#job-status").textContent), { timeout: 120_000 });
   t.match(await page.$eval("#job-status", (e) => e.textContent), /Binary protocol: 1 items[\s\S]*Class maps: car from the dataset's maps/, "evaluated from the saved maps");
+
+  // A token for "car" from the annotated item: its class map switches from the saved one to the token's.
+  await page.select("#job-class", "7");
+  await page.$eval("#epochs", (e) => (e.value = "2"));
+  await page.click("#optimize");
+  await page.waitForFunction(() => /token saved|\[/.test(document.querySelector("#job-status").textContent), { timeout: 120_000 });
+  t.match(await page.$eval("#job-status", (e) => e.textContent), /^token saved to .*tokens\/car\.safetensors \(from 1 annotated item\(s\): car-0000\)/);
+  await page.waitForSelector('#layers button[data-layer="car (token)"]');
+  t.same((await onData("GET", "/api/items/person-0000/maps")).body.maps.map((m) => m.by), ["saved"], "an item without a token for its class keeps its saved map");
   t.same(errors, [], "no errors in the page");
 });
 
