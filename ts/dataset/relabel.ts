@@ -16,8 +16,9 @@ import { DATASET_FILE } from "./layout";
 import { readManifest, type ManifestLine } from "./manifest";
 import { datasetRefineSchema, type DatasetClass, type DatasetRefine } from "./spec";
 
-/** What `ovam masks` needs of dataset.json. */
+/** What `ovam masks` and `ovam studio` need of dataset.json. */
 export interface DatasetRecord {
+  model?: { folder: string };
   background: number;
   palette: number[][];
   classes: { id: number; name: string }[];
