@@ -177,3 +177,23 @@ t.test("bad specs: each error names the JSON path, the value and what is accepte
   t.same(sided.generate.capture.selfAttention, { branch: "conditional", sides: [4] }, "a refine side keeps only that grid");
   await t.rejects(run({ ...base, refine: { power: 2, side: 5 }, prompts: { templates: ["a {class}"], perClass: 1 } }, "side-5"), { code: "ERR_OVAM_INVALID_OPTION", option: "spec.refine.side", accepted: /latent grids at this size \(8, 4/ }, "a side the model has no grid of");
 });
+
+t.test("the command line: ovam masks --refine and --crf", async (t) => {
+  const { spawnSync } = await import("node:child_process");
+  const cli = (...args) => spawnSync(process.execPath, [path.join(root, "dist", "cli.js"), "masks", ...args], { encoding: "utf8", timeout: 300_000 });
+  const out = path.join(tmp, "refined");
+  const r = cli(out, "--refine", "2,8", "--crf-params", "iterations=2", "--json");
+  t.equal(r.status, 0, r.stderr);
+  const result = r.stdout.trim().split("\n").map((l) => JSON.parse(l)).find((x) => x.event === "result");
+  t.match(result, { command: "masks", items: 4, refine: { method: "sa-power", power: 2, side: 8 }, settings: { crf: { iterations: 2, w1: 10 } } });
+  t.equal(path.basename(result.folder), "labels-ovam-sa2-crf");
+  const usage = cli(out, "--refine", "four");
+  t.equal(usage.status, 2);
+  t.match(usage.stderr, /--refine expects POWER or POWER,SIDE/);
+  const params = cli(out, "--crf-params", "w1");
+  t.equal(params.status, 2);
+  t.match(params.stderr, /--crf-params expects NAME=NUMBER pairs/);
+  const unknown = cli(out, "--crf-params", "sigma=3");
+  t.equal(unknown.status, 1);
+  t.match(unknown.stderr, /option "masks\.crf\.sigma"/);
+});
