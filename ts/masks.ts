@@ -208,21 +208,37 @@ export async function labelMaps(maps: Tensor, request: LabelMapRequest): Promise
 }
 
 /**
- * The dense CRF's label map: per class its map normalised at the attention grid and upsampled to
- * the image (bicubic clamped to [0, 1]), the background 1 − the highest class score; label 0 is
- * the background, label i the class of the i-th lowest id (the CRF's ties go to the lower label,
- * as the thresholds' argmax). Typed-array passes: the CRF itself dominates (bench).
+ * The dense CRF's label map: label 0 is the background, label i the class of the i-th lowest id
+ * (the CRF's ties go to the lower label, as the thresholds' argmax).
  */
 async function crfLabelMap(maps: Tensor, ids: readonly number[], request: LabelMapRequest, crf: CRFSettings): Promise<LabelMap> {
-  const { background, settings, width, height, image } = request;
+  const { background, width, height, image } = request;
   if (!image) throw invalidOption("labelMaps()", "image", image, "the image ({ data: RGB bytes, width, height }) with settings.crf");
+  const probabilities = crfProbabilities(maps, ids, request);
+  const labels = (await denseCRF(image, { data: probabilities, shape: [ids.length + 1, height, width] }, crf)).data;
+  const values = Uint8Array.from([background, ...ids]);
+  const histogram = new Int32Array(256);
+  for (let i = 0; i < labels.length; i++) {
+    labels[i] = values[labels[i]];
+    histogram[labels[i]]++;
+  }
+  return { labels: { data: labels, width, height }, histogram };
+}
+
+/**
+ * @internal The CRF's probabilities [1 + classes, height, width]: per class its map normalised at
+ * the attention grid and upsampled to the image (bicubic clamped to [0, 1]), first the background
+ * 1 − the highest class score. Typed-array passes, a few per cent of the CRF they feed (bench).
+ */
+export function crfProbabilities(maps: Tensor, ids: readonly number[], request: Pick<LabelMapRequest, "width" | "height" | "settings">): Float32Array {
+  const { settings, width, height } = request;
   const [count, h, w] = maps.shape;
   const size = width * height;
   const probabilities = new Float32Array((count + 1) * size);
   const highest = probabilities.subarray(0, size);
+  const resize = settings.interpolation === "bicubic" ? resizeBicubic : resizeBilinear;
   for (let c = 0; c < count; c++) {
-    const grid = normalize(maps.data.subarray(c * h * w, (c + 1) * h * w) as Float32Array, settings.normalize, `labelMaps(): class ${ids[c]}`);
-    const resize = settings.interpolation === "bicubic" ? resizeBicubic : resizeBilinear;
+    const grid = normalize(maps.data.subarray(c * h * w, (c + 1) * h * w), settings.normalize, `labelMaps(): class ${ids[c]}`);
     const scores = resize({ data: grid, width: w, height: h }, width, height).data;
     const plane = probabilities.subarray((c + 1) * size, (c + 2) * size);
     for (let i = 0; i < size; i++) {
@@ -232,12 +248,5 @@ async function crfLabelMap(maps: Tensor, ids: readonly number[], request: LabelM
     }
   }
   for (let i = 0; i < size; i++) highest[i] = 1 - highest[i];
-  const labels = (await denseCRF(image, { data: probabilities, shape: [count + 1, height, width] }, crf)).data;
-  const values = Uint8Array.from([background, ...ids]);
-  const histogram = new Int32Array(256);
-  for (let i = 0; i < size; i++) {
-    labels[i] = values[labels[i]];
-    histogram[labels[i]]++;
-  }
-  return { labels: { data: labels, width, height }, histogram };
+  return probabilities;
 }
