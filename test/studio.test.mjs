@@ -375,6 +375,7 @@ t.test("a dataset folder: items from the manifest, labels, saved maps, per-block
     t.equal(answer.status, status, `${method} ${route} → ${status}`);
     t.match(answer.body.error?.message, pattern, answer.body.error?.message);
   }
+  await t.rejects(ovam.startStudio(data, { classes: ["tree"] }), { code: "ERR_OVAM_INVALID_ARGUMENT", message: /is a dataset folder, whose classes are its dataset\.json's/ });
   t.equal((await onData("GET", "/api/info", { headers: {} })).status, 401, "no token: refused");
   t.equal((await onData("GET", "/api/info", { headers: auth })).status, 403, "another studio's token: refused");
   t.equal((await onData("GET", "/api/info")).status, 200, "the server still answers");

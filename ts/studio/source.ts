@@ -71,7 +71,7 @@ export async function openSource(target: string, opts: { classes?: readonly stri
     throw fileError(error, resolved, "ovam studio");
   }
   if (stat.isDirectory() && (await isFile(path.join(resolved, DATASET_FILE)))) {
-    if (opts.classes?.length) throw new InvalidArgumentError(`ovam studio: ${resolved} is a dataset, whose classes are its dataset.json's; accepted: no classes with a dataset folder`);
+    if (opts.classes?.length) throw new InvalidArgumentError(`${resolved} is a dataset folder, whose classes are its dataset.json's; accepted: no classes with a dataset folder`);
     return openDataset(resolved);
   }
   const files = stat.isDirectory() ? await generationFiles(resolved) : [resolved];
@@ -133,7 +133,7 @@ async function openDataset(dir: string): Promise<StudioSource> {
       files,
     });
   }
-  if (items.length === 0) throw new NotFoundError(`ovam studio: the dataset ${dir} has no finished items yet (manifest.jsonl)`);
+  if (items.length === 0) throw new NotFoundError(`the dataset ${dir} has no finished items yet (manifest.jsonl)`);
   return { kind: "dataset", root: dir, classes, background: record.background, items, ...(record.model?.folder ? { model: record.model.folder } : {}), refused };
 }
 
