@@ -76,6 +76,16 @@ t.test("ovam eval DIR --truth GT: the command line", async (t) => {
   t.match(bad.stderr, /option "source\.labels" got 'labels'; accepted: only with a dataset folder/);
 });
 
+t.test("an image whose truth lacks a class it is scored for counts with I = 0, not left out", async (t) => {
+  const none = path.join(tmp, "gt-none");
+  fs.cpSync(gt, none, { recursive: true });
+  fs.writeFileSync(path.join(none, "000000.png"), await ovam.encodeGray8(64, 64, new Uint8Array(64 * 64)));
+  const report = await ovam.evaluate({ predictions: out, truth: none });
+  t.same(report.binary.per_item.find((p) => p.id === "000000"), { id: "000000", class: "car", iou: 0 }, "its normalised map passes 0.5 somewhere: the union is the prediction");
+  t.equal(report.items, 3);
+  t.same(report.skipped, []);
+});
+
 t.test("bad inputs: missing truth, truth of another shape, a missing labels folder", async (t) => {
   const partial = path.join(tmp, "gt-partial");
   fs.cpSync(gt, partial, { recursive: true });
