@@ -158,6 +158,57 @@ std::shared_ptr<StableDiffusion> random_pipeline(const Args& args, const torch::
   return sd;
 }
 
+// Attribution over `store` (its queries replaced by random ones in every slot): the store's size,
+// 1- and 11-token texts in both modes, and a word's first and repeated (cached keys) attribution,
+// each against the memory floor (reading the store once at the copy rate).
+void bench_attribution(Report& report, int runs, const std::string& label, StableDiffusion& sd, AttentionStore& store, int64_t pixels) {
+  const torch::Device device = sd.device;
+  for (auto& b : store.blocks()) b.queries.normal_();
+  const int64_t steps = store.blocks().front().queries.size(1);
+  char note[128];
+  const double store_bytes = double(store.bytes());
+  std::snprintf(note, sizeof note, "%.2f MB per step, %lld steps", store_bytes / steps / 1e6, (long long)steps);
+  report.add({label, "attention store size", 0, 0, store_bytes, note});
+
+  auto store_flops = [&](int64_t tokens) {
+    double f = 0;
+    for (const auto& b : store.blocks()) f += 2.0 * double(b.queries.numel()) * double(tokens);
+    return f;
+  };
+  const double floor_s = store_bytes / (report.copy_gbs * 1e9);
+  for (const char* text : {"car", "a red car parked beside a tall tree in the city"}) {
+    auto embeddings = sd.encode_tokens(sd.tokenizer.encode(text));
+    const int64_t tokens = embeddings.size(0) - 2;
+    for (const char* mode : {"softmax", "linear"}) {
+      AttributionOptions options;
+      options.mode = mode;
+      options.size = std::make_pair(pixels, pixels);
+      double s = median_time(runs, device, [&] { attribute(*sd.unet, store, embeddings, options); });
+      std::snprintf(note, sizeof note, "%.2fx memory floor (%.2f ms)", s / floor_s, floor_s * 1e3);
+      report.add({label, "attribute " + std::to_string(tokens) + "-token, " + mode + ", " + std::to_string(steps) + " steps", s,
+                  store_flops(embeddings.size(0)), store_bytes, note});
+    }
+  }
+
+  // What a user typing one word pays: the first time, the text encoder and every block's keys;
+  // after that the pipeline's text key cache leaves only the store pass.
+  {
+    const auto ids = sd.tokenizer.encode("car");
+    AttributionOptions options;
+    options.size = std::make_pair(pixels, pixels);
+    const auto first_repeated = median_times(runs, device,
+                                             {[&] {
+                                                sd.text_key_cache.clear();
+                                                attribute(store, *sd.text_keys(ids), options);
+                                              },
+                                              [&] { attribute(store, *sd.text_keys(ids), options); }});
+    std::snprintf(note, sizeof note, "%.2fx memory floor (%.2f ms)", first_repeated[0] / floor_s, floor_s * 1e3);
+    report.add({label, "attribute 1-token, softmax, first (text encoder + keys)", first_repeated[0], 0, store_bytes, note});
+    std::snprintf(note, sizeof note, "%.2fx memory floor (%.2f ms)", first_repeated[1] / floor_s, floor_s * 1e3);
+    report.add({label, "attribute 1-token, softmax, repeated (cached keys)", first_repeated[1], 0, store_bytes, note});
+  }
+}
+
 void bench_model(Report& report, const Args& args, const std::string& label, StableDiffusion& sd, int64_t pixels) {
   torch::NoGradGuard no_grad;
   const torch::Device device = sd.device;
@@ -191,49 +242,8 @@ void bench_model(Report& report, const Args& args, const std::string& label, Sta
   double encode = median_time(args.runs, device, [&] { sd.encode_prompt("a car in an urban environment"); });
   report.add({label, "text encoding (77 tokens)", encode, 0, 0, ""});
 
-  // A 30-step capture: real block shapes, random queries in every slot.
-  for (auto& b : store.blocks()) b.queries.normal_();
+  bench_attribution(report, args.runs, label, sd, store, pixels);
   const double store_bytes = double(store.bytes());
-  std::snprintf(note, sizeof note, "%.2f MB per step, %lld steps", store_bytes / capture_steps / 1e6, (long long)capture_steps);
-  report.add({label, "attention store size", 0, 0, store_bytes, note});
-
-  auto store_flops = [&](int64_t tokens) {
-    double f = 0;
-    for (const auto& b : store.blocks()) f += 2.0 * double(b.queries.numel()) * double(tokens);
-    return f;
-  };
-  const double floor_s = store_bytes / (report.copy_gbs * 1e9);
-  for (const char* text : {"car", "a red car parked beside a tall tree in the city"}) {
-    auto embeddings = sd.encode_tokens(sd.tokenizer.encode(text));
-    const int64_t tokens = embeddings.size(0) - 2;
-    for (const char* mode : {"softmax", "linear"}) {
-      AttributionOptions options;
-      options.mode = mode;
-      options.size = std::make_pair(pixels, pixels);
-      double s = median_time(args.runs, device, [&] { attribute(*sd.unet, store, embeddings, options); });
-      std::snprintf(note, sizeof note, "%.2fx memory floor (%.2f ms)", s / floor_s, floor_s * 1e3);
-      report.add({label, "attribute " + std::to_string(tokens) + "-token, " + mode + ", 30 steps", s,
-                  store_flops(embeddings.size(0)), store_bytes, note});
-    }
-  }
-
-  // What a user typing one word pays: the first time, the text encoder and every block's keys;
-  // after that the pipeline's text key cache leaves only the store pass.
-  {
-    const auto ids = sd.tokenizer.encode("car");
-    AttributionOptions options;
-    options.size = std::make_pair(pixels, pixels);
-    const auto first_repeated = median_times(args.runs, device,
-                                             {[&] {
-                                                sd.text_key_cache.clear();
-                                                attribute(store, *sd.text_keys(ids), options);
-                                              },
-                                              [&] { attribute(store, *sd.text_keys(ids), options); }});
-    std::snprintf(note, sizeof note, "%.2fx memory floor (%.2f ms)", first_repeated[0] / floor_s, floor_s * 1e3);
-    report.add({label, "attribute 1-token, softmax, first (text encoder + keys)", first_repeated[0], 0, store_bytes, note});
-    std::snprintf(note, sizeof note, "%.2fx memory floor (%.2f ms)", first_repeated[1] / floor_s, floor_s * 1e3);
-    report.add({label, "attribute 1-token, softmax, repeated (cached keys)", first_repeated[1], 0, store_bytes, note});
-  }
 
   auto initial = sd.encode_tokens(sd.tokenizer.encode("car")).slice(0, 0, 2).to(torch::kFloat32);
   auto target = torch::zeros({2, pixels, pixels});
@@ -369,6 +379,13 @@ void bench_full(Report& report, const Args& args, const torch::Device& device) {
       if (dtype == torch::kFloat32) std::snprintf(note, sizeof note, "%.0f%% of SGEMM", 100 * rate / ceiling);
       else std::snprintf(note, sizeof note, "%.0f%% of BF16 GEMM; %.2fx the float32 step", 100 * rate / ceiling, s / float32_step[pixels]);
       report.add({label, "UNet step (CFG batch 2) " + std::to_string(pixels) + "px", s, flops, 0, note});
+      if (dtype == torch::kFloat32 && pixels == 512) {
+        // Attribution at full size: a 30-step store of this resolution's block shapes.
+        AttentionStore store(CaptureOptions{}, 30);
+        store.begin_step(0, 2);
+        sd->unet->forward(latents, t, context, &store);
+        bench_attribution(report, runs, label, *sd, store, pixels);
+      }
     }
     for (const int64_t pixels : {int64_t(512), int64_t(768)}) {
       GenerateOptions g;
