@@ -34,9 +34,8 @@ Napi::Object tensor_to_js(Napi::Env env, const torch::Tensor& tensor, Lend lend)
     t = t.to(torch::kFloat32);
   t = t.contiguous();
   // A conversion above made new memory; otherwise the memory is taken only when the caller lends
-  // it and no other tensor views it (t itself is the second user).
-  const bool converted = !t.storage().is_alias_of(tensor.storage());
-  const bool take = t.storage_offset() == 0 && (converted || (lend == Lend::kYes && tensor.storage().use_count() <= 2));
+  // it (reference counts cannot tell: a view keeps its base alive, in the core or not).
+  const bool take = lend == Lend::kYes || !t.storage().is_alias_of(tensor.storage());
   Napi::Object out = Napi::Object::New(env);
   switch (t.scalar_type()) {
     case torch::kUInt8: out.Set("data", array_of<uint8_t, Napi::Uint8Array>(env, t, take)); break;
