@@ -30,7 +30,7 @@ export { evaluate, type EvaluateOptions, type EvaluationFolders, type Evaluation
 export { writeReport as writeEvaluation } from "./eval/report";
 export { startStudio, type StudioServer, type StudioServerOptions } from "./studio/server";
 export { decodePNG, decodeIndexedPNG, encodeGray16, encodeGray8, encodeIndexed, encodeRGB, type DecodedPNG, type IndexedPNG } from "./png";
-export { labelMaps, resolveMaskSettings, MASK_PRESETS, type LabelClass, type LabelMap, type LabelMapRequest, type MaskPreset, type MaskSettings, type MaskSettingsInput } from "./masks";
+export { labelMaps, resolveMaskSettings, MASK_PRESETS, type CRFSettings, type LabelClass, type LabelMap, type LabelMapRequest, type MaskPreset, type MaskSettings, type MaskSettingsInput } from "./masks";
 export * as dataset from "./dataset";
 export type {
   Activation,

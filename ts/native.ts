@@ -169,7 +169,10 @@ export interface NativeAddon {
     params: { w1: number; alpha: number; beta: number; w2: number; gamma: number; iterations: number; threads: number },
   ): Promise<NativeTensor>;
   labelMaps(maps: NativeTensor, options: NativeLabelMapOptions): Promise<{ labels: { data: Uint8Array; shape: number[] }; histogram: { data: Int32Array; shape: number[] } }>;
-  components: Record<string, (...args: unknown[]) => Promise<unknown>>;
+  components: Record<string, (...args: unknown[]) => Promise<unknown>> & {
+    // refine_sa_power over one given matrix: A^power · maps, resized to size (ovam/refine.h)
+    selfAttentionRefine(matrix: NativeTensor, height: number, width: number, maps: NativeTensor, power: number, size?: [number, number]): Promise<NativeTensor>;
+  };
 }
 
 // libtorch's OpenMP pool and OpenBLAS's pthread pool both spin while idle and, on a machine with
