@@ -7,6 +7,7 @@
 import { native } from "./native";
 
 export { bundledModelDir, load, Pipeline, type Tokenized } from "./pipeline";
+export type { TextKeyCacheStats } from "./native";
 export { GeneratedImage, generate, loadGeneration, readGenerationInfo, type AttentionBlock, type GenerationInfo, type GenerationSettings, type SelfAttentionGrid } from "./image";
 export { attribute, AttributionMaps, PerBlockMaps } from "./maps";
 export { segment, type Segmentation } from "./segment";

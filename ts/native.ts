@@ -10,8 +10,9 @@ export interface NativeTensor {
 
 export interface NativeLoadOptions {
   device: string; // "cpu" | "cuda" | "cuda:N"
-  dtype: string; // "float32" | "float16" | "bfloat16"
+  dtype: string; // "auto" | "float32" | "float16" | "bfloat16"
   threads: number; // 0 = the machine's cores
+  textKeyCacheBytes: number;
 }
 
 export interface NativeCaptureOptions {
@@ -119,7 +120,17 @@ export interface NativePipeline {
   // Bytes generate() is estimated to need; throws for steps outside the scheduler's range.
   estimateGenerate(options: NativeGenerateOptions): { evaluations: number; attention: number; store: number; decode: number };
   loadGeneration(file: string): Promise<NativeGeneration>;
+  textKeyCache(): TextKeyCacheStats;
   dispose(): void;
+}
+
+/** The pipeline's cache of recent texts' attribution keys: lookups that hit and missed, what it holds. */
+export interface TextKeyCacheStats {
+  hits: number;
+  misses: number;
+  entries: number;
+  bytes: number;
+  capacity: number;
 }
 
 export interface NativeGeneration {
