@@ -33,6 +33,7 @@
         "native/core/ovam/optimize.cpp",
         "native/core/ovam/self_attention_store.cpp",
         "native/core/ovam/refine.cpp",
+        "native/core/ovam/text_keys.cpp",
         "native/core/postprocess/permutohedral_lattice.cpp",
         "native/core/postprocess/dense_crf.cpp",
         "native/core/postprocess/label_maps.cpp",

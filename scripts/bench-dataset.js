@@ -6,7 +6,8 @@
 //    encoding, atomic writes with fsync, the manifest), target ≤ 10 %. The same items' calls made
 //    alone, without the dataset around them, are timed in alternating rounds for comparison;
 // 2. maps → labels at Stable Diffusion's size (3 classes, 64² → 512²), which must not be what
-//    bounds a real run.
+//    bounds a real run; with masks.crf, the TypeScript passes that make the CRF's probabilities
+//    (normalise, upsample, background) against the dense CRF they feed.
 // Rounds alternate between the two sides so that a drift of the machine hits both alike.
 //
 //   node scripts/bench-dataset.js [--items N] [--rounds N] [--json FILE (rows appended)]
@@ -89,6 +90,23 @@ async function main() {
     }
     labelTimes[interpolation] = median(times.slice(1));
   }
+  // CRF labels: the TypeScript passes that make the CRF's probabilities against the dense CRF
+  // itself, rounds interleaved so that a machine shared with other work slows both alike.
+  const { crfProbabilities } = require(path.join(root, "dist", "masks.js"));
+  const image = { data: Uint8Array.from({ length: 512 * 512 * 3 }, (_, i) => (i * 37) & 255), width: 512, height: 512 };
+  const crfRuns = { bilinear: [], bicubic: [], crf: [] };
+  for (let i = 0; i < 6; i++) {
+    for (const interpolation of ["bilinear", "bicubic"]) {
+      const start = performance.now();
+      crfProbabilities(maps, [6, 7, 15], { ...request(interpolation), settings: ovam.resolveMaskSettings({ interpolation, crf: true }) });
+      crfRuns[interpolation].push(seconds(start));
+    }
+    const probabilities = crfProbabilities(maps, [6, 7, 15], request("bilinear"));
+    const start = performance.now();
+    await ovam.denseCRF(image, { data: probabilities, shape: [4, 512, 512] });
+    crfRuns.crf.push(seconds(start));
+  }
+  const crfTimes = Object.fromEntries(Object.entries(crfRuns).map(([k, xs]) => [k, median(xs.slice(1))]));
   sd.dispose();
 
   const ms = (s) => (s * 1e3).toFixed(1);
@@ -99,6 +117,8 @@ async function main() {
   console.log(`  the same calls alone           ${alone.toFixed(2)} s  (${ms(alone / items)} ms/item; rounds ${calls.map((c) => c.toFixed(1)).join(", ")} s vs runs ${runs.map((c) => c.toFixed(1)).join(", ")} s)`);
   console.log(`  inside the run, per item       generate ${ms(generate / items)} ms, attribute ${ms(attribute / items)} ms, masks ${ms(masks / items)} ms, write ${ms(write / items)} ms`);
   console.log(`  labels 3 × 64² → 512²          bilinear ${ms(labelTimes.bilinear)} ms, bicubic ${ms(labelTimes.bicubic)} ms`);
+  const share = (k) => `${ms(crfTimes[k])} ms (${((crfTimes[k] / crfTimes.crf) * 100).toFixed(1)} % of the CRF)`;
+  console.log(`  CRF inputs 3 × 64² → 512²      bilinear ${share("bilinear")}, bicubic ${share("bicubic")}; the dense CRF (4 labels, 5 iterations) ${ms(crfTimes.crf)} ms`);
   if (values.json) {
     const file = path.resolve(values.json);
     const existing = fs.existsSync(file) ? JSON.parse(fs.readFileSync(file, "utf8")) : {};
@@ -111,6 +131,7 @@ async function main() {
       overhead,
       per_item_ms: { generate: (generate / items) * 1e3, attribute: (attribute / items) * 1e3, masks: (masks / items) * 1e3, write: (write / items) * 1e3 },
       labels_512_ms: { bilinear: labelTimes.bilinear * 1e3, bicubic: labelTimes.bicubic * 1e3 },
+      crf_probabilities_512_ms: { bilinear: crfTimes.bilinear * 1e3, bicubic: crfTimes.bicubic * 1e3, dense_crf: crfTimes.crf * 1e3 },
     };
     await require(path.join(root, "dist", "files.js")).writeFileAtomic(file, `${JSON.stringify(existing, null, 2)}\n`);
   }

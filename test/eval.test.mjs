@@ -14,7 +14,7 @@ import { writePNG } from "./helpers/png.mjs";
 
 const require = createRequire(import.meta.url);
 const { evaluate } = require(path.join(root, "dist", "eval", "evaluate.js"));
-const { resizeBilinear } = require(path.join(root, "dist", "eval", "prepare.js"));
+const { resizeBilinear } = require(path.join(root, "dist", "resize.js"));
 const { semanticPrediction } = require(path.join(root, "dist", "eval", "semantic.js"));
 const { encodeGray8, encodeRGB, decodePNG } = require(path.join(root, "dist", "png.js"));
 const { npyFloat32 } = require(path.join(root, "dist", "cli", "output.js"));

@@ -7,6 +7,7 @@
 import { native } from "./native";
 
 export { bundledModelDir, load, Pipeline, type Tokenized } from "./pipeline";
+export type { TextKeyCacheStats } from "./native";
 export { GeneratedImage, generate, loadGeneration, readGenerationInfo, type AttentionBlock, type GenerationInfo, type GenerationSettings, type SelfAttentionGrid } from "./image";
 export { attribute, AttributionMaps, PerBlockMaps } from "./maps";
 export { segment, type Segmentation } from "./segment";
@@ -29,7 +30,7 @@ export { evaluate, type EvaluateOptions, type EvaluationFolders, type Evaluation
 export { writeReport as writeEvaluation } from "./eval/report";
 export { startStudio, type StudioServer, type StudioServerOptions } from "./studio/server";
 export { decodePNG, decodeIndexedPNG, encodeGray16, encodeGray8, encodeIndexed, encodeRGB, type DecodedPNG, type IndexedPNG } from "./png";
-export { labelMaps, resolveMaskSettings, MASK_PRESETS, type LabelClass, type LabelMap, type LabelMapRequest, type MaskPreset, type MaskSettings, type MaskSettingsInput } from "./masks";
+export { labelMaps, resolveMaskSettings, MASK_PRESETS, type CRFSettings, type LabelClass, type LabelMap, type LabelMapRequest, type MaskPreset, type MaskSettings, type MaskSettingsInput } from "./masks";
 export * as dataset from "./dataset";
 export type {
   Activation,

@@ -1,11 +1,17 @@
 // Attribution maps → semantic label maps, shared by `ovam dataset`, `ovam masks` and the studio.
 // The settings name each anchor's conventions; the per-pixel work (upsampling, normalising,
 // thresholds, argmax, components) runs in the native core (native/core/postprocess/label_maps).
+// With `crf`, OVAM's dense CRF over the image and the class probabilities labels the pixels
+// instead of the thresholds (native/core/postprocess/dense_crf).
 import { z } from "zod";
 
+import { denseCRF } from "./crf";
 import { awaitNative } from "./errors";
+import { normalize } from "./eval/prepare";
 import { native } from "./native";
-import { finite, integer, invalidOption, oneOf, options, parse, type Map2D, type Tensor } from "./options";
+import { denseCRFSchema, finite, integer, invalidOption, oneOf, options, parse, type Map2D, type Tensor } from "./options";
+import type { RGBInput } from "./photo";
+import { resizeBicubic, resizeBilinear } from "./resize";
 
 export type MaskPreset = "daam" | "ovam" | "ovam-dataset" | "dataset-diffusion" | "thesis";
 
@@ -27,6 +33,22 @@ export interface MaskSettings {
   minComponentArea: number;
   /** How a component is measured: "bbox" (its bounding box, as DiffuMask) or "pixels". */
   componentArea: "bbox" | "pixels";
+  /**
+   * OVAM's dense CRF (denseCRF()) instead of thresholds, or null. Its probabilities: each class's
+   * score (normalised, upsampled as above) and the background's 1 − the highest class score, as
+   * OVAM's [1 − s, s] for one class. Its MAP labels are final: no uncertain band, no component area.
+   */
+  crf: CRFSettings | null;
+}
+
+/** The dense CRF's parameters (see denseCRF()). */
+export interface CRFSettings {
+  w1: number;
+  alpha: number;
+  beta: number;
+  w2: number;
+  gamma: number;
+  iterations: number;
 }
 
 type Knobs = Omit<MaskSettings, "preset">;
@@ -38,6 +60,7 @@ const base: Knobs = {
   uncertain: null,
   minComponentArea: 0,
   componentArea: "bbox",
+  crf: null,
 };
 
 /**
@@ -58,6 +81,8 @@ export const MASK_PRESETS: Readonly<Record<MaskPreset, Knobs>> = {
   thesis: { ...base, interpolation: "bicubic", threshold: { text: 0.4, token: 0.4 } },
 };
 
+const crfSchema = denseCRFSchema.omit({ threads: true });
+const CRF_KNOBS = ["w1", "alpha", "beta", "w2", "gamma", "iterations"] as const;
 const unit = () => finite("a number in [0, 1]", (v) => v >= 0 && v <= 1);
 const thresholdAccepted = "a number in [0, 1] or { text, token } (numbers in [0, 1])";
 
@@ -78,6 +103,9 @@ export const maskSettingsSchema = options({
     .optional(),
   minComponentArea: integer(0, 1 << 26, "an integer ≥ 0 (pixels)").optional(),
   componentArea: oneOf(["bbox", "pixels"]).optional(),
+  crf: z
+    .union([z.boolean(), crfSchema], { error: `true, false or { ${CRF_KNOBS.join(", ")} } (OVAM's defaults 10, 80, 13, 3, 3, 5)` })
+    .optional(),
 });
 export type MaskSettingsInput = z.input<typeof maskSettingsSchema>;
 
@@ -92,15 +120,20 @@ export function resolveMaskSettings(input: MaskSettingsInput | undefined, where 
       : typeof given.threshold === "number"
         ? { text: given.threshold, token: given.threshold }
         : { text: given.threshold.text ?? from.threshold.text, token: given.threshold.token ?? from.threshold.token };
+  const crf = given.crf === true ? crfSchema.parse({}) : given.crf || null;
+  // The CRF's labels are final: a band or a component area asked for beside it is a mistake; a preset's is dropped.
+  if (crf && given.uncertain) throw invalidOption(where, `${name}.uncertain`, given.uncertain, "null with crf (the CRF's labels have no uncertain band)");
+  if (crf && given.minComponentArea) throw invalidOption(where, `${name}.minComponentArea`, given.minComponentArea, "0 with crf (the CRF's labels are final)");
   return {
     preset,
     interpolation: given.interpolation ?? from.interpolation,
     normalize: given.normalize ?? from.normalize,
     compare: given.compare ?? from.compare,
     threshold,
-    uncertain: given.uncertain === undefined ? from.uncertain : given.uncertain,
-    minComponentArea: given.minComponentArea ?? from.minComponentArea,
+    uncertain: crf ? null : given.uncertain === undefined ? from.uncertain : given.uncertain,
+    minComponentArea: crf ? 0 : (given.minComponentArea ?? from.minComponentArea),
     componentArea: given.componentArea ?? from.componentArea,
+    crf,
   };
 }
 
@@ -119,6 +152,8 @@ export interface LabelMapRequest {
   /** The value of pixels no class passes: 0 (VOC) or 255 (Cityscapes' ignore). */
   background: number;
   settings: MaskSettings;
+  /** The image (RGB bytes of width × height): needed by settings.crf. */
+  image?: RGBInput;
 }
 
 export interface LabelMap {
@@ -150,6 +185,7 @@ export async function labelMaps(maps: Tensor, request: LabelMapRequest): Promise
   const plane = h * w;
   const sorted = new Float32Array(maps.data.length);
   order.forEach((from, to) => sorted.set(maps.data.subarray(from * plane, (from + 1) * plane), to * plane));
+  if (settings.crf) return crfLabelMap({ data: sorted, shape: [count, h, w] }, order.map((i) => classes[i].id), request, settings.crf);
   const result = await awaitNative(
     native.labelMaps(
       { data: sorted, shape: [count, h, w] },
@@ -169,4 +205,48 @@ export async function labelMaps(maps: Tensor, request: LabelMapRequest): Promise
     ),
   );
   return { labels: { data: result.labels.data, width, height }, histogram: result.histogram.data };
+}
+
+/**
+ * The dense CRF's label map: label 0 is the background, label i the class of the i-th lowest id
+ * (the CRF's ties go to the lower label, as the thresholds' argmax).
+ */
+async function crfLabelMap(maps: Tensor, ids: readonly number[], request: LabelMapRequest, crf: CRFSettings): Promise<LabelMap> {
+  const { background, width, height, image } = request;
+  if (!image) throw invalidOption("labelMaps()", "image", image, "the image ({ data: RGB bytes, width, height }) with settings.crf");
+  const probabilities = crfProbabilities(maps, ids, request);
+  const labels = (await denseCRF(image, { data: probabilities, shape: [ids.length + 1, height, width] }, crf)).data;
+  const values = Uint8Array.from([background, ...ids]);
+  const histogram = new Int32Array(256);
+  for (let i = 0; i < labels.length; i++) {
+    labels[i] = values[labels[i]];
+    histogram[labels[i]]++;
+  }
+  return { labels: { data: labels, width, height }, histogram };
+}
+
+/**
+ * @internal The CRF's probabilities [1 + classes, height, width]: per class its map normalised at
+ * the attention grid and upsampled to the image (bicubic clamped to [0, 1]), first the background
+ * 1 − the highest class score. Typed-array passes, a few per cent of the CRF they feed (bench).
+ */
+export function crfProbabilities(maps: Tensor, ids: readonly number[], request: Pick<LabelMapRequest, "width" | "height" | "settings">): Float32Array {
+  const { settings, width, height } = request;
+  const [count, h, w] = maps.shape;
+  const size = width * height;
+  const probabilities = new Float32Array((count + 1) * size);
+  const highest = probabilities.subarray(0, size);
+  const resize = settings.interpolation === "bicubic" ? resizeBicubic : resizeBilinear;
+  for (let c = 0; c < count; c++) {
+    const grid = normalize(maps.data.subarray(c * h * w, (c + 1) * h * w), settings.normalize, `labelMaps(): class ${ids[c]}`);
+    const scores = resize({ data: grid, width: w, height: h }, width, height).data;
+    const plane = probabilities.subarray((c + 1) * size, (c + 2) * size);
+    for (let i = 0; i < size; i++) {
+      const v = Math.min(Math.max(scores[i], 0), 1);
+      plane[i] = v;
+      if (v > highest[i]) highest[i] = v;
+    }
+  }
+  for (let i = 0; i < size; i++) highest[i] = 1 - highest[i];
+  return probabilities;
 }

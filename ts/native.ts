@@ -12,8 +12,9 @@ export interface NativeTensor {
 
 export interface NativeLoadOptions {
   device: string; // "cpu" | "cuda" | "cuda:N"
-  dtype: string; // "float32" | "float16" | "bfloat16"
+  dtype: string; // "auto" | "float32" | "float16" | "bfloat16"
   threads: number; // 0 = the machine's cores
+  textKeyCacheBytes: number;
 }
 
 export interface NativeCaptureOptions {
@@ -121,7 +122,17 @@ export interface NativePipeline {
   // Bytes generate() is estimated to need; throws for steps outside the scheduler's range.
   estimateGenerate(options: NativeGenerateOptions): { evaluations: number; attention: number; store: number; decode: number };
   loadGeneration(file: string): Promise<NativeGeneration>;
+  textKeyCache(): TextKeyCacheStats;
   dispose(): void;
+}
+
+/** The pipeline's cache of recent texts' attribution keys: lookups that hit and missed, what it holds. */
+export interface TextKeyCacheStats {
+  hits: number;
+  misses: number;
+  entries: number;
+  bytes: number;
+  capacity: number;
 }
 
 export interface NativeGeneration {
@@ -160,7 +171,10 @@ export interface NativeAddon {
     params: { w1: number; alpha: number; beta: number; w2: number; gamma: number; iterations: number; threads: number },
   ): Promise<NativeTensor>;
   labelMaps(maps: NativeTensor, options: NativeLabelMapOptions): Promise<{ labels: { data: Uint8Array; shape: number[] }; histogram: { data: Int32Array; shape: number[] } }>;
-  components: Record<string, (...args: unknown[]) => Promise<unknown>>;
+  components: Record<string, (...args: unknown[]) => Promise<unknown>> & {
+    // refine_sa_power over one given matrix: A^power · maps, resized to size (ovam/refine.h)
+    selfAttentionRefine(matrix: NativeTensor, height: number, width: number, maps: NativeTensor, power: number, size?: [number, number]): Promise<NativeTensor>;
+  };
 }
 
 // libtorch's OpenMP pool and OpenBLAS's pthread pool both spin while idle and, on a machine with

@@ -36,10 +36,19 @@ export interface Map2D<T extends Float32Array | Uint8Array = Float32Array> {
 export interface LoadOptions {
   /** "cpu" (default), "cuda" or "cuda:N". */
   device?: string;
-  /** Weights and compute dtype; default "float32". */
-  dtype?: DType;
+  /**
+   * Weights and compute dtype; default "float32". "auto": bfloat16 where the device computes it
+   * natively (CUDA; a CPU with AVX-512 BF16 or AMX: about half the float32 step time), else float32.
+   * pipeline.dtype tells which was chosen.
+   */
+  dtype?: DType | "auto";
   /** Intra-op threads; 0 (default) = the machine's cores. */
   threads?: number;
+  /**
+   * Bytes of recent texts' attribution keys kept per pipeline (the text encoder's output and every
+   * block's keys: repeating a word skips both); default 64 MiB, 0 keeps none.
+   */
+  textKeyCacheBytes?: number;
   /**
    * Bytes a generate() or attribute() call may be estimated to need (attention matrices, captured
    * attention, outputs) before it is refused; default 80 % of the machine's memory.
@@ -247,8 +256,9 @@ export const loadSchema = options({
   device: string('"cpu", "cuda" or "cuda:N"')
     .regex(/^(cpu|cuda(:\d+)?)$/, { error: '"cpu", "cuda" or "cuda:N"' })
     .default("cpu"),
-  dtype: dtype().default("float32"),
+  dtype: oneOf(["auto", "float32", "float16", "bfloat16"]).default("float32"),
   threads: integer(0, 1024, "an integer from 0 (all cores) to 1024").default(0),
+  textKeyCacheBytes: integer(0, Number.MAX_SAFE_INTEGER, "a number of bytes, an integer ≥ 0").default(64 * 2 ** 20),
   memoryBudget: finite("a number of bytes > 0", (v) => v > 0).optional(),
 });
 

@@ -3,7 +3,7 @@ import path from "node:path";
 
 import { awaitNative, callNative, DisposedError } from "./errors";
 import { defaultMemoryBudget } from "./memory";
-import { native, type NativePipeline } from "./native";
+import { native, type NativePipeline, type TextKeyCacheStats } from "./native";
 import { invalidOption, loadSchema, modelDirSchema, parse, textSchema, type LoadOptions } from "./options";
 
 /** The tiny random-weight SD 1.x model shipped with the package (it draws nothing meaningful). */
@@ -71,6 +71,12 @@ export class Pipeline {
     const handle = nativePipeline(this, "tokenize()");
     const checked = parse("tokenize()", textSchema, text, "text");
     return callNative(() => handle.tokenize(checked));
+  }
+
+  /** What the cache of recent texts' attribution keys holds and how often it was hit. */
+  textKeyCache(): TextKeyCacheStats {
+    const handle = nativePipeline(this, "textKeyCache()");
+    return callNative(() => handle.textKeyCache());
   }
 
   /** Frees the model. Images made by it keep what they need and stay usable. */

@@ -4,7 +4,8 @@
 import { awaitNative, InvalidArgumentError } from "./errors";
 import { generationOf, type GeneratedImage, type SelfAttentionGrid } from "./image";
 import { AttributionMaps, sourceImage } from "./maps";
-import { invalidOption, parse, refineSchema, type RefineOptions } from "./options";
+import type { NativeTensor } from "./native";
+import { invalidOption, parse, refineSchema, type RefineOptions, type Tensor } from "./options";
 
 /**
  * The maps refined by their image's self-attention: per token min-max(A^power · c), with c the map
@@ -17,11 +18,21 @@ export async function refine(maps: AttributionMaps, options?: RefineOptions): Pr
   const o = parse(where, refineSchema, options ?? {});
   const image = sourceImage(maps);
   if (!image) throw invalidOption(where, "maps", maps, "AttributionMaps from attribute() (they know their image)");
-  const generation = generationOf(image, where, "maps' image");
-  const grid = refinementGrid(image, o.side, where);
   const size: [number, number] = o.size === "image" ? [image.height, image.width] : (o.size ?? [maps.height, maps.width]);
-  const refined = await awaitNative(generation.refine({ data: maps.data, shape: [...maps.shape] }, { power: o.power, side: grid.side, size }));
-  return maps.withMaps(refined);
+  return maps.withMaps(await refineMaps(image, { data: maps.data, shape: [...maps.shape] }, { power: o.power, side: o.side, size }, where));
+}
+
+/** Any stack of maps [n, h, w] over `image` refined as refine() does (a dataset's class maps), resized to `size` (default their own). */
+export async function refineMaps(
+  image: GeneratedImage,
+  maps: Tensor,
+  options: { power: number; side?: number; size?: [number, number] },
+  where: string,
+): Promise<NativeTensor> {
+  const generation = generationOf(image, where, "maps' image");
+  const grid = refinementGrid(image, options.side, where);
+  const size = options.size ?? [maps.shape[1], maps.shape[2]];
+  return awaitNative(generation.refine({ data: maps.data, shape: [...maps.shape] }, { power: options.power, side: grid.side, size: [size[0], size[1]] }));
 }
 
 /** The kept self-attention grid of `side` (default the largest), or the error that says what was kept. */

@@ -154,12 +154,13 @@ Napi::Value GenerationWrap::Attribute(const Napi::CallbackInfo& info) {
   return Job::queue(env, [sd, g, text, embeddings, options]() {
     torch::NoGradGuard no_grad;
     std::vector<int64_t> ids;
-    torch::Tensor x = embeddings;
-    if (!x.defined()) {
+    torch::Tensor maps;
+    if (embeddings.defined()) {
+      maps = attribute(*sd->unet, *g->store, embeddings, options);
+    } else {
       ids = sd->tokenizer.encode(text);
-      x = sd->encode_tokens(ids);
+      maps = attribute(*g->store, *sd->text_keys(ids), options);
     }
-    auto maps = attribute(*sd->unet, *g->store, x, options);
     return [maps, ids](Napi::Env env) -> Napi::Value {
       auto out = Napi::Object::New(env);
       out.Set("maps", tensor_to_js(env, maps, Lend::kYes));

@@ -200,6 +200,19 @@ Napi::Value PipelineWrap::LoadGeneration(const Napi::CallbackInfo& info) {
   });
 }
 
+// textKeyCache() → { hits, misses, entries, bytes, capacity } (synchronous).
+Napi::Value PipelineWrap::TextKeyCacheStats(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  const auto stats = get(env)->text_key_cache.stats();
+  auto out = Napi::Object::New(env);
+  out.Set("hits", Napi::Number::New(env, double(stats.hits)));
+  out.Set("misses", Napi::Number::New(env, double(stats.misses)));
+  out.Set("entries", Napi::Number::New(env, double(stats.entries)));
+  out.Set("bytes", Napi::Number::New(env, double(stats.bytes)));
+  out.Set("capacity", Napi::Number::New(env, double(stats.capacity)));
+  return out;
+}
+
 Napi::Value PipelineWrap::Dispose(const Napi::CallbackInfo& info) {
   pipeline_.reset();  // running jobs keep their own reference until they finish
   return info.Env().Undefined();
@@ -222,6 +235,7 @@ Napi::Value LoadPipeline(const Napi::CallbackInfo& info) {
     options.device = get_string(o, "device", "cpu");
     options.dtype = get_string(o, "dtype", "float32");
     options.threads = int(get_number(o, "threads", 0));
+    options.text_key_cache_bytes = int64_t(get_number(o, "textKeyCacheBytes", double(options.text_key_cache_bytes)));
   }
   return Job::queue(env, [folder, options]() {
     auto loaded = StableDiffusion::load(folder, options);

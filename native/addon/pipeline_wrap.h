@@ -23,6 +23,7 @@ class PipelineWrap : public Napi::ObjectWrap<PipelineWrap> {
   Napi::Value Generate(const Napi::CallbackInfo& info);
   Napi::Value EstimateGenerate(const Napi::CallbackInfo& info);
   Napi::Value LoadGeneration(const Napi::CallbackInfo& info);
+  Napi::Value TextKeyCacheStats(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);
   std::shared_ptr<StableDiffusion> pipeline_;
 };

@@ -2,8 +2,12 @@
 // runs after a warm-up, the work done (FLOPs, bytes of attention store read) and the achieved
 // rate beside this machine's ceilings measured in the same run (SGEMM GFLOP/s, copy GB/s).
 //
-//   ovam_bench [--quick] [--device cpu|cuda] [--threads N] [--runs N] [--json FILE]
+//   ovam_bench [--quick | --full] [--device cpu|cuda] [--threads N] [--runs N] [--json FILE]
 //              [--tiny DIR] [--arch FILE.json] [--size PX]
+//
+// --full adds the SD 1.5 architecture at full size in float32 and bfloat16: UNet steps at 256² and
+// 512² against each dtype's GEMM ceiling, and the peak resident memory of a generation at 512² and
+// 768² (minutes; not run by CI).
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -14,6 +18,8 @@
 #include <fstream>
 #include <functional>
 #include <iostream>
+#include <malloc.h>
+#include <map>
 #include <thread>
 
 #include "ovam/attribution.h"
@@ -33,7 +39,7 @@ namespace fs = std::filesystem;
 namespace {
 
 struct Args {
-  bool quick = false;
+  bool quick = false, full = false;
   std::string device = "cpu", json = "bench-results.json", tiny = "models/tiny-sd1";
   std::string arch = "test/fixtures/architectures/sd15.json";
   int threads = 0, runs = 5;
@@ -124,13 +130,14 @@ void measure_ceilings(Report& report, const Args& args, const torch::Device& dev
   report.add({"machine", "copy 256 MB", t, 0, 2.0 * elems * 4, note});
 }
 
-// An SD 1.5-architecture pipeline with random weights, built from the release's configs.
-std::shared_ptr<StableDiffusion> random_pipeline(const Args& args, const torch::Device& device) {
+// An SD 1.5-architecture pipeline with random weights, built from the release's configs (drawn in
+// float32, then converted, so both dtypes hold the same weights).
+std::shared_ptr<StableDiffusion> random_pipeline(const Args& args, const torch::Device& device, torch::ScalarType dtype = torch::kFloat32) {
   Json arch = read_json_file(args.arch);
   auto sd = std::make_shared<StableDiffusion>();
   sd->folder = args.arch;
   sd->device = device;
-  sd->dtype = torch::kFloat32;
+  sd->dtype = dtype;
   sd->tokenizer = ClipTokenizer::from_folder((fs::path(args.tiny) / "tokenizer").string());
   const Json& tc = arch.at("text_config");
   Json text = {{"hidden_size", tc.at("width")}, {"num_hidden_layers", tc.at("layers")},
@@ -143,11 +150,68 @@ std::shared_ptr<StableDiffusion> random_pipeline(const Args& args, const torch::
   uint64_t seed = 0;
   for (torch::nn::Module* m : std::initializer_list<torch::nn::Module*>{sd->text_encoder.get(), sd->unet.get(), sd->vae.get()}) {
     randomize_weights(*m, 0.02, seed++);
+    m->to(dtype);
     m->eval();
   }
   sd->scheduler_config = std::make_shared<Config>(Config::load((fs::path(args.tiny) / "scheduler" / "scheduler_config.json").string()));
   sd->scheduler_class = sd->scheduler_config->get_string("_class_name", "PNDMScheduler");
   return sd;
+}
+
+// Attribution over `store` (its queries replaced by random ones in every slot): the store's size,
+// 1- and 11-token texts in both modes, and a word's first and repeated (cached keys) attribution,
+// each against the memory floor (reading the store once at the copy rate).
+void bench_attribution(Report& report, int runs, const std::string& label, StableDiffusion& sd, AttentionStore& store, int64_t pixels) {
+  const torch::Device device = sd.device;
+  // Random queries in every slot, every slot counted as recorded (a saved generation must say so
+  // to load again).
+  for (auto& b : store.blocks()) {
+    b.queries.normal_();
+    b.steps = b.queries.size(1);
+  }
+  const int64_t steps = store.blocks().front().queries.size(1);
+  char note[128];
+  const double store_bytes = double(store.bytes());
+  std::snprintf(note, sizeof note, "%.2f MB per step, %lld steps", store_bytes / steps / 1e6, (long long)steps);
+  report.add({label, "attention store size", 0, 0, store_bytes, note});
+
+  auto store_flops = [&](int64_t tokens) {
+    double f = 0;
+    for (const auto& b : store.blocks()) f += 2.0 * double(b.queries.numel()) * double(tokens);
+    return f;
+  };
+  const double floor_s = store_bytes / (report.copy_gbs * 1e9);
+  for (const char* text : {"car", "a red car parked beside a tall tree in the city"}) {
+    auto embeddings = sd.encode_tokens(sd.tokenizer.encode(text));
+    const int64_t tokens = embeddings.size(0) - 2;
+    for (const char* mode : {"softmax", "linear"}) {
+      AttributionOptions options;
+      options.mode = mode;
+      options.size = std::make_pair(pixels, pixels);
+      double s = median_time(runs, device, [&] { attribute(*sd.unet, store, embeddings, options); });
+      std::snprintf(note, sizeof note, "%.2fx memory floor (%.2f ms)", s / floor_s, floor_s * 1e3);
+      report.add({label, "attribute " + std::to_string(tokens) + "-token, " + mode + ", " + std::to_string(steps) + " steps", s,
+                  store_flops(embeddings.size(0)), store_bytes, note});
+    }
+  }
+
+  // What a user typing one word pays: the first time, the text encoder and every block's keys;
+  // after that the pipeline's text key cache leaves only the store pass.
+  {
+    const auto ids = sd.tokenizer.encode("car");
+    AttributionOptions options;
+    options.size = std::make_pair(pixels, pixels);
+    const auto first_repeated = median_times(runs, device,
+                                             {[&] {
+                                                sd.text_key_cache.clear();
+                                                attribute(store, *sd.text_keys(ids), options);
+                                              },
+                                              [&] { attribute(store, *sd.text_keys(ids), options); }});
+    std::snprintf(note, sizeof note, "%.2fx memory floor (%.2f ms)", first_repeated[0] / floor_s, floor_s * 1e3);
+    report.add({label, "attribute 1-token, softmax, first (text encoder + keys)", first_repeated[0], 0, store_bytes, note});
+    std::snprintf(note, sizeof note, "%.2fx memory floor (%.2f ms)", first_repeated[1] / floor_s, floor_s * 1e3);
+    report.add({label, "attribute 1-token, softmax, repeated (cached keys)", first_repeated[1], 0, store_bytes, note});
+  }
 }
 
 void bench_model(Report& report, const Args& args, const std::string& label, StableDiffusion& sd, int64_t pixels) {
@@ -183,35 +247,8 @@ void bench_model(Report& report, const Args& args, const std::string& label, Sta
   double encode = median_time(args.runs, device, [&] { sd.encode_prompt("a car in an urban environment"); });
   report.add({label, "text encoding (77 tokens)", encode, 0, 0, ""});
 
-  // A 30-step capture: real block shapes, random queries in every slot, every slot counted as
-  // recorded (a saved generation must say so to load).
-  for (auto& b : store.blocks()) {
-    b.queries.normal_();
-    b.steps = capture_steps;
-  }
+  bench_attribution(report, args.runs, label, sd, store, pixels);
   const double store_bytes = double(store.bytes());
-  std::snprintf(note, sizeof note, "%.2f MB per step, %lld steps", store_bytes / capture_steps / 1e6, (long long)capture_steps);
-  report.add({label, "attention store size", 0, 0, store_bytes, note});
-
-  auto store_flops = [&](int64_t tokens) {
-    double f = 0;
-    for (const auto& b : store.blocks()) f += 2.0 * double(b.queries.numel()) * double(tokens);
-    return f;
-  };
-  const double floor_s = store_bytes / (report.copy_gbs * 1e9);
-  for (const char* text : {"car", "a red car parked beside a tall tree in the city"}) {
-    auto embeddings = sd.encode_tokens(sd.tokenizer.encode(text));
-    const int64_t tokens = embeddings.size(0) - 2;
-    for (const char* mode : {"softmax", "linear"}) {
-      AttributionOptions options;
-      options.mode = mode;
-      options.size = std::make_pair(pixels, pixels);
-      double s = median_time(args.runs, device, [&] { attribute(*sd.unet, store, embeddings, options); });
-      std::snprintf(note, sizeof note, "%.2fx memory floor (%.2f ms)", s / floor_s, floor_s * 1e3);
-      report.add({label, "attribute " + std::to_string(tokens) + "-token, " + mode + ", 30 steps", s,
-                  store_flops(embeddings.size(0)), store_bytes, note});
-    }
-  }
 
   auto initial = sd.encode_tokens(sd.tokenizer.encode("car")).slice(0, 0, 2).to(torch::kFloat32);
   auto target = torch::zeros({2, pixels, pixels});
@@ -283,6 +320,7 @@ Args parse(int argc, char** argv) {
       return argv[++i];
     };
     if (k == "--quick") a.quick = true;
+    else if (k == "--full") a.full = true;
     else if (k == "--device") a.device = value();
     else if (k == "--threads") a.threads = std::stoi(value());
     else if (k == "--runs") a.runs = std::max(1, std::stoi(value()));
@@ -295,6 +333,81 @@ Args parse(int argc, char** argv) {
   return a;
 }
 
+// Resident memory from /proc/self/status: "VmHWM" (the peak since the last reset) or "VmRSS", in bytes.
+double resident(const char* field) {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  const std::string key = std::string(field) + ":";
+  while (std::getline(status, line))
+    if (line.rfind(key, 0) == 0) return std::stod(line.substr(key.size())) * 1024;
+  return 0;
+}
+
+// Linux: writing 5 to clear_refs resets VmHWM to the current resident size.
+void reset_peak_resident() {
+  malloc_trim(0);
+  std::ofstream("/proc/self/clear_refs") << "5";
+}
+
+void bench_full(Report& report, const Args& args, const torch::Device& device) {
+  torch::NoGradGuard no_grad;
+  const int runs = std::min(args.runs, 2);  // a 512² float32 step takes ~20 s on 2 cores
+  const int64_t n = 2048;
+  auto a = torch::randn({n, n}, torch::TensorOptions().device(device)).to(torch::kBFloat16), b = torch::randn_like(a);
+  const double gemm = median_time(args.runs, device, [&] { torch::matmul(a, b); });
+  const double bf16_gflops = 2.0 * n * n * n / gemm / 1e9;
+  char note[160];
+  std::snprintf(note, sizeof note, "ceiling for bfloat16: %.0f GFLOP/s (%.2fx SGEMM)", bf16_gflops, bf16_gflops / report.gflops_ceiling);
+  report.add({"machine", "BF16 GEMM 2048x2048", gemm, 2.0 * n * n * n, 0, note});
+  std::map<int64_t, double> float32_step;
+  for (const auto dtype : {torch::kFloat32, torch::kBFloat16}) {
+    const std::string label = dtype == torch::kFloat32 ? "sd15-f32" : "sd15-bf16";
+    const double ceiling = dtype == torch::kFloat32 ? report.gflops_ceiling : bf16_gflops;
+    const double before = resident("VmRSS");
+    auto sd = random_pipeline(args, device, dtype);
+    std::snprintf(note, sizeof note, "weights %.2f GiB resident", (resident("VmRSS") - before) / (1 << 30));
+    report.add({label, "load (random weights)", 0, 0, 0, note});
+    auto context = torch::cat({sd->encode_prompt(""), sd->encode_prompt("a car in an urban environment")});
+    auto t = torch::tensor(500.0f, torch::TensorOptions().device(device));
+    for (const int64_t pixels : {int64_t(256), int64_t(512)}) {
+      const int64_t latent = pixels / sd->vae_scale_factor();
+      auto latents = torch::randn({2, sd->unet->config().in_channels, latent, latent}, torch::TensorOptions().device(device)).to(dtype);
+      double flops = 0;
+      {
+        nn::FlopCount count;
+        sd->unet->forward(latents, t, context);
+        flops = count.flops;
+      }
+      const double s = median_time(runs, device, [&] { sd->unet->forward(latents, t, context); });
+      const double rate = flops / s / 1e9;
+      if (dtype == torch::kFloat32) float32_step[pixels] = s;
+      if (dtype == torch::kFloat32) std::snprintf(note, sizeof note, "%.0f%% of SGEMM", 100 * rate / ceiling);
+      else std::snprintf(note, sizeof note, "%.0f%% of BF16 GEMM; %.2fx the float32 step", 100 * rate / ceiling, s / float32_step[pixels]);
+      report.add({label, "UNet step (CFG batch 2) " + std::to_string(pixels) + "px", s, flops, 0, note});
+      if (dtype == torch::kFloat32 && pixels == 512) {
+        // Attribution at full size: a 30-step store of this resolution's block shapes.
+        AttentionStore store(CaptureOptions{}, 30);
+        store.begin_step(0, 2);
+        sd->unet->forward(latents, t, context, &store);
+        bench_attribution(report, runs, label, *sd, store, pixels);
+      }
+    }
+    for (const int64_t pixels : {int64_t(512), int64_t(768)}) {
+      GenerateOptions g;
+      g.prompt = "a car in an urban environment";
+      g.steps = 1;
+      g.width = g.height = pixels;
+      g.seed = 0;
+      reset_peak_resident();
+      const double base = resident("VmRSS");
+      const auto start = std::chrono::steady_clock::now();
+      sd->generate(g);
+      const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      std::snprintf(note, sizeof note, "peak resident %.2f GiB (%.2f GiB before: weights and buffers)", resident("VmHWM") / (1 << 30), base / (1 << 30));
+      report.add({label, "generate 1 step + decode " + std::to_string(pixels) + "px", s, 0, 0, note});
+    }
+  }
+}
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -316,6 +429,7 @@ int main(int argc, char** argv) {
       auto sd15 = random_pipeline(args, device);
       bench_model(report, args, "sd15", *sd15, args.size);
     }
+    if (args.full) bench_full(report, args, device);
     report.write(args.json, args);
     std::printf("\nwrote %s\n", args.json.c_str());
     return 0;

@@ -26,13 +26,15 @@ export const datasetCommand: Command = {
        ovam dataset status <DIR> [--queue URL]   (or --queue URL alone: every queued dataset)
 
 Makes the dataset the spec describes (classes, prompt templates or a prompts file, seeds,
-generation, attribution and mask settings; README "Make a dataset") into DIR:
+generation, attribution, self-attention refinement and mask settings, the dense CRF among
+them; README "Make a dataset") into DIR:
   dataset.json            the resolved spec, classes, palette, ovam and model
   manifest.jsonl          one line per finished image (prompt, seed, classes, foreground
                           fraction per class, timings)
   images/ID.png           the generated images
   labels/ID.png           8-bit palette PNGs whose pixel values are class ids
-  maps/ID.safetensors     per class the attribution map at attention resolution
+  maps/ID.safetensors     per class the attribution map at attention resolution (the
+                          refined one, and the unrefined, when the spec refines)
   overlays/ID.png         labels over the image (when the spec's save.overlays is true)
   splits/train.txt        the finished ids
 --layout voc writes JPEGImages/, SegmentationClass/ and ImageSets/Segmentation/train.txt.

@@ -23,6 +23,7 @@ export const evalCommand: Command = {
     background: { type: "string" },
     ignore: { type: "string" },
     classes: { type: "string" },
+    labels: { type: "string" },
   },
   help: `Usage: ovam eval <predictions> --truth DIR [--out DIR]
 
@@ -31,7 +32,10 @@ prints OVAM's columns (IoU at the threshold, mIoU, overall IoU) beside the thesi
 the threshold sweep and its threshold, AUC).
 
 <predictions> is a folder of <id>/<class>.map.npy (or .map.png) files, as
-"ovam attribute … --out <predictions>/<id>" writes them, and/or <id>.png label maps.
+"ovam attribute … --out <predictions>/<id>" writes them, and/or <id>.png label maps; or a
+dataset folder (ovam dataset's dataset.json, manifest.jsonl, maps/, labels/): each finished
+item is scored for the classes its manifest line names, by its saved maps (or its labels
+where it saved none, or the labels folder given by --labels), class ids from dataset.json.
 --truth DIR holds per item <id>.png or <id>.gt.png (grey or palette: class indices, 255 left out;
 RGB: non-zero is the object; with alpha: alpha > 127 is the object, as DAAM's *.gt.png), or per
 class <id>/<class>.gt.png masks.
@@ -51,12 +55,16 @@ Options:
   --ignore N              ground-truth value left out (default 255)
   --classes LIST          class ids of map names, e.g. car=7,person=15 (needed against
                           class-index ground truth when maps are named by word)
+  --labels FOLDER         a dataset's label folder to score instead of its maps (labels, or
+                          one ovam masks wrote, e.g. labels-daam-crf)
 
 ${COMMON_HELP}
 
 Examples:
   ovam eval maps/ --truth gt/ --out report/
-  ovam eval maps/ --truth gt/ --classes car=7,dog=12 --protocol both --normalize minmax`,
+  ovam eval maps/ --truth gt/ --classes car=7,dog=12 --protocol both --normalize minmax
+  ovam eval urban/ --truth urban-gt/ --protocol both
+  ovam eval urban/ --truth urban-gt/ --labels labels-ovam-crf --protocol semantic`,
 
   async run(ctx, values, positionals) {
     const [predictions, ...extra] = positionals;
@@ -65,7 +73,7 @@ Examples:
     const truth = required(text(values, "truth"), "--truth DIR");
     const task = { current: undefined as ReturnType<typeof ctx.reporter.start> | undefined };
     const report = await evaluate(
-      { predictions, truth },
+      { predictions, truth, ...(values.labels === undefined ? {} : { labels: text(values, "labels") as string }) },
       {
         protocol: choice(values, "protocol", ["binary", "semantic", "both"] as const),
         normalize: choice(values, "normalize", ["max", "minmax"] as const),

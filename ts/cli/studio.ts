@@ -1,4 +1,4 @@
-// ovam studio: serves the studio page for a generation file or a folder of them (a dataset's generations/),
+// ovam studio: serves the studio page for a dataset folder, a generation file or a folder of them,
 // prints its address (with the access token) and opens it in a browser when there is a display.
 import { spawn } from "node:child_process";
 
@@ -8,7 +8,7 @@ import { BUNDLED_WARNING, isBundled } from "./workflow";
 
 export const studioCommand: Command = {
   name: "studio",
-  summary: "look at generations in the browser, ask any word, fix the masks",
+  summary: "look at a dataset or generations in the browser, ask any word, fix the masks",
   options: {
     ...commonOptions,
     ...modelOptions,
@@ -18,31 +18,33 @@ export const studioCommand: Command = {
     open: { type: "boolean" },
     "no-open": { type: "boolean" },
   },
-  help: `Usage: ovam studio <generation.safetensors | folder of them> [options]
+  help: `Usage: ovam studio <dataset folder | generation.safetensors | folder of them> [options]
 
 Starts a local web server for the page and prints its address, which carries a random access
-token (requests without it are refused). In the page: browse the items, overlay their classes'
-maps with live threshold and opacity, type any words to see their maps from the stored capture,
-paint ground truth (saved as gt/{id}.png next to the items) and optimise a token on it.
+token (requests without it are refused). In the page: browse the items (a dataset's by class and
+foreground fraction), overlay their classes' maps and a dataset's labels with live threshold and
+opacity, type any words to see their maps from the stored capture (of all blocks, or of one block
+or resolution), paint ground truth (saved as gt/{id}.png in the folder), optimise a token on it
+and evaluate.
 Stops with Ctrl-C. The HTTP JSON API behind the page is in docs/studio-api.md.
 
 Options:
-  --classes A,B,...       the classes to annotate (ids 1, 2, ...; background 0)
+  --classes A,B,...       the classes to annotate (ids 1, 2, ...; background 0); a dataset's are its own
   --host ADDRESS          interface to listen on (default 127.0.0.1, this machine only)
   --port N                port (default: a free one)
   --open / --no-open      open the page in a browser (default: when there is a display)
 
-${modelHelp("generations")}
+${modelHelp("dataset or generations")}
 
 ${COMMON_HELP}
 
 Examples:
   ovam generate "a car in a street" --steps 20 --out out/ && ovam studio out/ --classes car,street
-  ovam studio my-dataset/generations/ --classes car,bus`,
+  ovam dataset spec.json --out my-dataset && ovam studio my-dataset/`,
 
   async run(ctx, values, positionals) {
     const [target, ...extra] = positionals;
-    required(target, "what to open (ovam studio <generation file | folder of them>)");
+    required(target, "what to open (ovam studio <dataset folder | generation file | folder of them>)");
     noExtra(extra, "one file or folder");
     const classes = text(values, "classes")
       ?.split(",")

@@ -1,6 +1,6 @@
 // ovam.dataset: synthetic segmentation datasets from a spec (README, "Make a dataset").
 export { runDataset as run, loadSpec, loadClassToken, loadClassTokens, modelFolder, parseShard, prepareDatasetFolder, removeStaleTemporaries, datasetRecord, writeSplit, type RunOptions, type RunProgress, type RunResult, type Shard } from "./run";
-export { resolveSpec, planItem, planItems, itemCount, specRecord, tokenFile, datasetSpecSchema, type DatasetSpec, type DatasetSpecInput, type DatasetClass, type Item } from "./spec";
+export { resolveSpec, planItem, planItems, itemCount, specRecord, tokenFile, datasetSpecSchema, type DatasetRefine, type DatasetSpec, type DatasetSpecInput, type DatasetClass, type Item } from "./spec";
 export { runItem, makeItem, writeItem, parseMapsMetadata, type ItemContext, type MadeItem, type MapsMetadata } from "./item";
 export { readManifest, appendManifestLine, type ManifestLine } from "./manifest";
 export { relabelDataset as relabel, type RelabelOptions } from "./relabel";

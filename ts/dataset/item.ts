@@ -9,8 +9,10 @@ import { generate, type GeneratedImage } from "../image";
 import { attribute } from "../maps";
 import { labelMaps, type LabelMap } from "../masks";
 import { native } from "../native";
+import { invalidOption, type Tensor } from "../options";
 import { encodeIndexed, encodeRGB } from "../png";
 import type { Pipeline } from "../pipeline";
+import { refineMaps, refinementGrid } from "../refine";
 import { labelOverlay } from "../render";
 import type { OptimizedToken } from "../token";
 import { writeFileAtomic } from "../files";
@@ -37,11 +39,27 @@ export interface ClassMaps {
 
 const MAPS_FORMAT = "ovam-dataset-maps/1";
 
+/** The self-attention of one latent grid, as a maps file holds it. */
+export interface SavedSelfAttention {
+  /** "self_attention.<h>x<w>", as in generation files. */
+  tensor: string;
+  side: number;
+  height: number;
+  width: number;
+  /** [h·w, h·w]. */
+  matrix: Tensor;
+}
+
 /** An item computed but not yet written. */
 export interface MadeItem {
   item: Item;
   image: GeneratedImage;
+  /** The maps the labels were made from (refined when the spec refines). */
   maps: ClassMaps;
+  /** The maps as attributed, when the spec refines them. */
+  unrefined?: ClassMaps;
+  /** With save.selfAttention: the grid refinement uses. */
+  selfAttention?: SavedSelfAttention;
   label: LabelMap;
   /** Seconds spent generating, attributing and labelling. */
   timings: { generate: number; attribute: number; masks: number };
@@ -61,9 +79,11 @@ export async function makeItem(ctx: ItemContext, item: Item, opts: { signal?: Ab
   const image = await generate(pipeline, { ...settings, prompt: item.prompt, seed: item.seed, capture: { ...capture, streaming: false }, signal });
   try {
     const generated = clock.lap();
-    const maps = await attributeClasses(ctx, image, item, signal);
-    // Room for refinement (self-attention A^p · c) of the maps before they become labels.
-    const attributed = clock.lap();
+    const attributed = await attributeClasses(ctx, image, item, signal);
+    // Each class's map refined as one (so that `ovam masks` can refine saved maps the same way).
+    const maps = spec.refine ? await refineClassMaps(image, attributed, spec.refine) : attributed;
+    const selfAttention = spec.save.selfAttention ? await savedSelfAttention(image, spec.refine?.side) : undefined;
+    const attributing = clock.lap();
     // The captured attention is the memory that matters; only a saved generation file still needs it.
     if (!spec.save.generation) image.dispose();
     const label = await labelMaps(
@@ -74,11 +94,19 @@ export async function makeItem(ctx: ItemContext, item: Item, opts: { signal?: Ab
         classes: maps.classes.map((c) => ({ id: c.id, threshold: c.threshold })),
         background: spec.background,
         settings: spec.masks,
+        image: { data: image.pixels, width: image.width, height: image.height },
       },
     );
-    // Room for a dense CRF over the image and the class scores.
     if (signal?.aborted) throw abortError(`item ${item.id}`, signal);
-    return { item, image, maps, label, timings: { generate: generated, attribute: attributed, masks: clock.lap() } };
+    return {
+      item,
+      image,
+      maps,
+      ...(spec.refine ? { unrefined: attributed } : {}),
+      ...(selfAttention ? { selfAttention } : {}),
+      label,
+      timings: { generate: generated, attribute: attributing, masks: clock.lap() },
+    };
   } catch (error) {
     image.dispose();
     throw error;
@@ -90,7 +118,7 @@ export async function writeItem(ctx: ItemContext, made: MadeItem): Promise<Manif
   const { item, image, maps, label } = made;
   const clock = timer();
   try {
-    const files = await writeFiles(ctx, item, image, maps, label);
+    const files = await writeFiles(ctx, made);
     const pixels = image.width * image.height;
     return {
       id: item.id,
@@ -133,8 +161,36 @@ export async function attributeClasses(ctx: ItemContext, image: GeneratedImage, 
   return { classes, data, height, width };
 }
 
+/** The class maps refined by the image's self-attention, at their own size. */
+async function refineClassMaps(image: GeneratedImage, maps: ClassMaps, refine: NonNullable<DatasetSpec["refine"]>): Promise<ClassMaps> {
+  checkSide(image, refine.side);
+  const refined = await refineMaps(image, { data: maps.data, shape: [maps.classes.length, maps.height, maps.width] }, refine, "dataset item (spec.refine)");
+  return { ...maps, data: refined.data as Float32Array };
+}
+
+// The spec kept only refine's side: a side the model has no grid of kept nothing.
+function checkSide(image: GeneratedImage, side: number | undefined): void {
+  if (side === undefined || image.selfAttentionGrids.length > 0) return;
+  const sides = [...new Set(image.blocks.map((b) => Math.max(b.height, b.width)))].sort((a, b) => b - a);
+  throw invalidOption("dataset spec", "spec.refine.side", side, `the side of one of this model's latent grids at this size (${sides.join(", ")})`);
+}
+
+/** The self-attention grid refinement uses (its side, else the largest kept). */
+async function savedSelfAttention(image: GeneratedImage, side: number | undefined): Promise<SavedSelfAttention> {
+  checkSide(image, side);
+  const grid = refinementGrid(image, side, "dataset item (spec.save.selfAttention)");
+  const matrix = await image.selfAttention(grid.side);
+  return { tensor: selfAttentionTensor(grid.height, grid.width), side: grid.side, height: grid.height, width: grid.width, matrix };
+}
+
+/** The name a self-attention grid's matrix has in maps and generation files. */
+export function selfAttentionTensor(height: number, width: number): string {
+  return `self_attention.${height}x${width}`;
+}
+
 // The item's files, written side by side (each through the atomic writer); paths relative to the dataset folder.
-async function writeFiles(ctx: ItemContext, item: Item, image: GeneratedImage, maps: ClassMaps, label: LabelMap): Promise<ManifestLine["files"]> {
+async function writeFiles(ctx: ItemContext, made: MadeItem): Promise<ManifestLine["files"]> {
+  const { item, image, label } = made;
   const { spec, out } = ctx;
   const names = itemFiles(spec.layout, item.id);
   const palette = paletteOf(spec);
@@ -146,7 +202,7 @@ async function writeFiles(ctx: ItemContext, item: Item, image: GeneratedImage, m
   ];
   if (spec.save.maps) {
     files.maps = names.maps;
-    writes.push(mapsFile(spec, item, image, maps, spec.save.maps).then((bytes) => writeFileAtomic(at(names.maps), bytes)));
+    writes.push(mapsFile(spec, made, spec.save.maps).then((bytes) => writeFileAtomic(at(names.maps), bytes)));
   }
   if (spec.save.overlays) {
     files.overlay = names.overlay;
@@ -173,10 +229,18 @@ export interface MapsMetadata {
   /** Tensor name, id and what was attributed, per class. */
   classes: { tensor: string; id: number; name: string; attribute: DatasetClass["attribute"] }[];
   attribute: DatasetSpec["attribute"];
+  /** The refinement the class tensors went through (their unrefined maps are "unrefined.<tensor>"), or null. Absent in files from before. */
+  refine?: DatasetSpec["refine"];
+  /** The self-attention tensor the file holds (save.selfAttention), or null. */
+  selfAttention?: { tensor: string; side: number; height: number; width: number } | null;
 }
 
-// One [h, w] tensor per class, named by the class, in `dtype`, with MapsMetadata as JSON.
-function mapsFile(spec: DatasetSpec, item: Item, image: GeneratedImage, maps: ClassMaps, dtype: "float16" | "float32"): Promise<Uint8Array> {
+/** The tensor of a class's unrefined map in a maps file of a refining spec. */
+export const UNREFINED_PREFIX = "unrefined.";
+
+// One [h, w] tensor per class, named by the class (and its unrefined map, and the self-attention), in `dtype`, with MapsMetadata as JSON.
+function mapsFile(spec: DatasetSpec, made: MadeItem, dtype: "float16" | "float32"): Promise<Uint8Array> {
+  const { item, image, maps, unrefined, selfAttention } = made;
   const plane = maps.height * maps.width;
   const metadata: MapsMetadata = {
     format: MAPS_FORMAT,
@@ -187,8 +251,16 @@ function mapsFile(spec: DatasetSpec, item: Item, image: GeneratedImage, maps: Cl
     height: image.height,
     classes: maps.classes.map((c) => ({ tensor: c.stem, id: c.id, name: c.name, attribute: c.attribute })),
     attribute: spec.attribute,
+    refine: spec.refine,
+    selfAttention: selfAttention ? { tensor: selfAttention.tensor, side: selfAttention.side, height: selfAttention.height, width: selfAttention.width } : null,
   };
-  const tensors = Object.fromEntries(maps.classes.map((c, i) => [c.stem, { data: maps.data.slice(i * plane, (i + 1) * plane), shape: [maps.height, maps.width] }]));
+  const planes = (of: ClassMaps, prefix: string) =>
+    of.classes.map((c, i) => [`${prefix}${c.stem}`, { data: of.data.slice(i * plane, (i + 1) * plane), shape: [of.height, of.width] }] as const);
+  const tensors = Object.fromEntries([
+    ...planes(maps, ""),
+    ...(unrefined ? planes(unrefined, UNREFINED_PREFIX) : []),
+    ...(selfAttention ? [[selfAttention.tensor, selfAttention.matrix] as const] : []),
+  ]);
   return awaitNative(native.encodeTensors(tensors, { ovam: JSON.stringify(metadata) }, dtype));
 }
 

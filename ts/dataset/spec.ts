@@ -19,6 +19,7 @@ import {
   oneOf,
   options,
   parse,
+  refineSchema,
   string,
   type SchedulerName,
 } from "../options";
@@ -84,7 +85,11 @@ const saveSchema = options({
   maps: z.union([oneOf(["float16", "float32"]), z.literal(false)], { error: '"float16", "float32" or false' }).default("float16"),
   generation: z.boolean({ error: "true or false" }).default(false),
   overlays: z.boolean({ error: "true or false" }).default(false),
+  selfAttention: z.boolean({ error: "true or false" }).default(false),
 });
+
+/** Self-attention refinement of the class maps before labelling (refine(); Dataset Diffusion's A^τ · c). */
+export const datasetRefineSchema = refineSchema.omit({ size: true });
 
 /** The spec file as written (see README, "Make a dataset"). */
 export const datasetSpecSchema = options({
@@ -97,6 +102,7 @@ export const datasetSpecSchema = options({
   seeds: seedsSchema.default({}),
   generate: options(generateShape).default(() => options(generateShape).parse({})),
   attribute: options(attributeShape).default(() => options(attributeShape).parse({})),
+  refine: datasetRefineSchema.optional(),
   masks: maskSettingsSchema.default({}),
   save: saveSchema.default(() => saveSchema.parse({})),
 });
@@ -149,12 +155,23 @@ export interface DatasetSpec {
     height?: number;
     scheduler?: SchedulerName;
     negativePrompt: string;
-    capture: { midBlock: boolean; branch: "unconditional" | "conditional"; dtype: "float32" | "float16" | "bfloat16" };
+    capture: {
+      midBlock: boolean;
+      branch: "unconditional" | "conditional";
+      dtype: "float32" | "float16" | "bfloat16";
+      /** Kept for refine and save.selfAttention (made so when the spec does not say). */
+      selfAttention: false | { sides?: number[]; branch: "unconditional" | "conditional" };
+    };
   };
   attribute: z.output<ReturnType<typeof options<typeof attributeShape>>>;
+  /** The refinement of each class's map before labelling, or null. */
+  refine: DatasetRefine | null;
   masks: MaskSettings;
-  save: { maps: "float16" | "float32" | false; generation: boolean; overlays: boolean };
+  /** selfAttention: the maps file also holds the self-attention refinement uses (spec.refine.side, else the largest kept grid). */
+  save: { maps: "float16" | "float32" | false; generation: boolean; overlays: boolean; selfAttention: boolean };
 }
+
+export type DatasetRefine = z.output<typeof datasetRefineSchema>;
 
 /** One image of the dataset. */
 export interface Item {
@@ -238,6 +255,7 @@ export async function resolveSpec(json: unknown, baseDir: string, name?: string)
     const value = given.generate[side];
     if (value !== undefined && value % 8 !== 0) issue(`generate.${side}`, value, `a multiple of 8 up to ${MAX_SIZE}`);
   }
+  const capture = selfAttentionCapture(json, given, issue);
   if (given.model !== undefined) await checkFile(path.resolve(baseDir, given.model, "model_index.json"), "model", given.model, "a diffusers model folder (with model_index.json)", issue);
   if (issues.length > 0) throw new InvalidOptionError(where, issues);
 
@@ -249,11 +267,31 @@ export async function resolveSpec(json: unknown, baseDir: string, name?: string)
     classes,
     prompts,
     seeds,
-    generate: given.generate as DatasetSpec["generate"],
+    generate: { ...given.generate, capture } as DatasetSpec["generate"],
     attribute: given.attribute,
+    refine: given.refine ?? null,
     masks,
     save: given.save,
   };
+}
+
+/**
+ * The capture a spec needs: refine and save.selfAttention need the image's self-attention, so a
+ * spec that does not mention capture.selfAttention keeps it (refine's side only, when it names
+ * one); one that turns it off, or keeps other sides, is a mistake.
+ */
+function selfAttentionCapture(json: unknown, given: z.output<typeof datasetSpecSchema>, issue: (o: string, v: unknown, a: string) => void): DatasetSpec["generate"]["capture"] {
+  const capture = given.generate.capture;
+  const side = given.refine?.side;
+  const needs = given.refine ? "spec.refine" : given.save.selfAttention ? "spec.save.selfAttention" : undefined;
+  if (!needs) return capture;
+  if (given.save.selfAttention && given.save.maps === false) issue("save.selfAttention", true, "false when save.maps is false (the self-attention is stored in the maps file)");
+  const written = (json as { generate?: { capture?: { selfAttention?: unknown } } }).generate?.capture?.selfAttention;
+  if (written === undefined) return { ...capture, selfAttention: { branch: "conditional", ...(side === undefined ? {} : { sides: [side] }) } };
+  const kept = capture.selfAttention;
+  if (kept === false) issue("generate.capture.selfAttention", false, `true or { sides?, branch? }: ${needs} needs the image's self-attention`);
+  else if (side !== undefined && kept.sides && !kept.sides.includes(side)) issue("refine.side", side, `one of generate.capture.selfAttention.sides (${kept.sides.join(", ")})`);
+  return capture;
 }
 
 /** The file a class's token reference names (token banks' "file#name" references will resolve here too). */

@@ -4,11 +4,11 @@
 import { z } from "zod";
 
 import { abortError, InvalidArgumentError, NotFoundError } from "../errors";
-import { abortSignal, callback, finite, integer, oneOf, options, parse, type Map2D } from "../options";
+import { abortSignal, callback, finite, integer, invalidOption, oneOf, options, parse, type Map2D } from "../options";
 import { BinarySweep, type BinaryResult } from "./binary";
 import { toTruthSize } from "./prepare";
 import { SemanticConfusion, semanticPrediction, type SemanticResult } from "./semantic";
-import { folderPredictions, folderTruth, type ItemSource, type LoadedItem } from "./sources";
+import { datasetPredictions, folderPredictions, folderTruth, isDatasetFolder, type ItemSource, type LoadedItem } from "./sources";
 import type { Truth } from "./truth";
 
 export interface EvaluateOptions {
@@ -45,8 +45,11 @@ export interface EvaluationItem {
 
 /** Prediction and ground-truth folders (see README "ovam eval" for the file names they match). */
 export interface EvaluationFolders {
+  /** A folder of maps / label PNGs, or a dataset folder (dataset.json, manifest.jsonl, maps/, labels/). */
   predictions: string;
   truth: string;
+  /** A dataset's labels folder to score instead of its maps (e.g. "labels", or "labels-daam" from ovam masks). */
+  labels?: string;
 }
 
 export interface EvaluationReport {
@@ -117,7 +120,7 @@ export async function evaluate(source: readonly EvaluationItem[] | EvaluationFol
     const item = await items.load(id);
     // Ids the files record (a dataset's classes); the caller's classes option wins.
     for (const [name, classId] of item.classIds ?? []) if (!(name in o.classes)) classIds.set(name, classId);
-    const maps = item.maps.size > 0 ? item.maps : item.labels ? mapsFromLabels(item.labels, o.ignore, classIds) : undefined;
+    const maps = item.maps.size > 0 ? item.maps : item.labels ? mapsFromLabels(item.labels, o.ignore, classIds, item.scored) : undefined;
     if (!maps) {
       skipped.push({ id, reason: "no maps and no predicted labels" });
       continue;
@@ -192,13 +195,14 @@ function targetOf(truth: LoadedItem["truth"], key: string, classCount: number, i
   return { truth: truth.map, target: 1 };
 }
 
-// Predicted labels as hard maps, one per class they or nothing else name (background 0 and the ignore value excluded).
-function mapsFromLabels(labels: Map2D<Uint8Array>, ignore: number, ids: ReadonlyMap<string, number>): Map<string, Map2D<Float32Array>> {
-  const present = new Set(labels.data);
+// Predicted labels as hard maps: one per scored class when the item names them (a dataset's
+// manifest), else one per class the labels hold (background 0 and the ignore value excluded).
+function mapsFromLabels(labels: Map2D<Uint8Array>, ignore: number, ids: ReadonlyMap<string, number>, scored?: readonly string[]): Map<string, Map2D<Float32Array>> {
   const names = new Map([...ids].map(([name, id]) => [id, name]));
+  const classes = scored ? scored.map((key) => ids.get(key) ?? Number(key)) : [...new Set(labels.data)];
   const maps = new Map<string, Map2D<Float32Array>>();
-  for (const id of [...present].sort((a, b) => a - b)) {
-    if (id === 0 || id === ignore) continue;
+  for (const id of classes.sort((a, b) => a - b)) {
+    if (!scored && (id === 0 || id === ignore)) continue;
     maps.set(names.get(id) ?? String(id), { data: Float32Array.from(labels.data, (v) => (v === id ? 1 : 0)), width: labels.width, height: labels.height });
   }
   return maps;
@@ -226,14 +230,24 @@ async function itemSource(where: string, source: readonly EvaluationItem[] | Eva
       },
     };
   }
-  const folders = parse(where, z.strictObject({ predictions: z.string().min(1), truth: z.string().min(1) }, { error: "{ predictions, truth } folders" }), source, "source");
-  const predictions = await folderPredictions(folders.predictions);
-  if (predictions.ids.length === 0) throw new NotFoundError(`${where}: no predictions in ${folders.predictions}; accepted: <id>/<class>.map.npy, <id>/<class>.map.png or <id>.png files`);
+  const folders = parse(
+    where,
+    z.strictObject({ predictions: z.string().min(1), truth: z.string().min(1), labels: z.string().min(1).optional() }, { error: "{ predictions, truth, labels? } folders" }),
+    source,
+    "source",
+  );
+  const dataset = await isDatasetFolder(folders.predictions);
+  if (folders.labels !== undefined && !dataset) throw invalidOption(where, "source.labels", folders.labels, `only with a dataset folder (${folders.predictions} has no dataset.json)`);
+  const predictions = dataset ? await datasetPredictions(folders.predictions, folders.labels) : await folderPredictions(folders.predictions);
+  if (predictions.ids.length === 0)
+    throw new NotFoundError(
+      `${where}: no predictions in ${folders.predictions}; accepted: <id>/<class>.map.npy, <id>/<class>.map.png or <id>.png files, or a dataset folder with finished items`,
+    );
   return {
     ids: predictions.ids,
     async load(id) {
-      const { maps, labels } = await predictions.load(id);
-      return { id, maps, labels, truth: await folderTruth(folders.truth, id, [...maps.keys()]) };
+      const found = await predictions.load(id);
+      return { id, ...found, truth: await folderTruth(folders.truth, id, found.scored ?? [...found.maps.keys()]) };
     },
   };
 }

@@ -1,8 +1,9 @@
 // Maps as the evaluation protocols see them: resized to the ground truth (bilinear, as
-// torch.nn.functional.interpolate with align_corners=False) and normalised to [0, 1] in float32
+// torch.nn.functional.interpolate with align_corners=False: ts/resize.ts) and normalised to [0, 1] in float32
 // arithmetic, so that thresholds cut the same pixels as the reference implementations.
 import { InvalidArgumentError } from "../errors";
 import type { Map2D } from "../options";
+import { resizeBilinear } from "../resize";
 
 export type Normalize = "max" | "minmax";
 
@@ -41,51 +42,6 @@ export function normalize(data: Float32Array, mode: Normalize, what: string): Fl
   if (scale === 0) return out;
   for (let i = 0; i < data.length; i++) out[i] = Math.fround(data[i] - offset) / scale;
   return out;
-}
-
-// Source index and weights of each output coordinate (ATen's compute_indices_weights_linear).
-function axis(input: number, output: number): { i0: Int32Array; i1: Int32Array; w0: Float32Array; w1: Float32Array } {
-  const scale = Math.fround(input / output);
-  const i0 = new Int32Array(output);
-  const i1 = new Int32Array(output);
-  const w0 = new Float32Array(output);
-  const w1 = new Float32Array(output);
-  for (let o = 0; o < output; o++) {
-    const source = Math.max(Math.fround(scale * (o + 0.5) - 0.5), 0); // double inside, as ATen's int64 index promotes it
-    const index = Math.floor(source);
-    const lambda = Math.fround(source - index);
-    i0[o] = index;
-    i1[o] = index < input - 1 ? index + 1 : index;
-    w1[o] = lambda;
-    w0[o] = Math.fround(1 - lambda);
-  }
-  return { i0, i1, w0, w1 };
-}
-
-/**
- * Bilinear resize with align_corners=False (half-pixel centres), float32 weights as ATen computes
- * them; the weighted sum rounded once to float32 equals torch 1.13's CPU output bit for bit.
- */
-export function resizeBilinear(map: Map2D<Float32Array>, width: number, height: number): Map2D<Float32Array> {
-  if (map.width === width && map.height === height) return map;
-  const xs = axis(map.width, width);
-  const ys = axis(map.height, height);
-  const out = new Float32Array(width * height);
-  const src = map.data;
-  for (let y = 0; y < height; y++) {
-    const r0 = ys.i0[y] * map.width;
-    const r1 = ys.i1[y] * map.width;
-    const h0 = ys.w0[y];
-    const h1 = ys.w1[y];
-    for (let x = 0; x < width; x++) {
-      const a = xs.i0[x];
-      const b = xs.i1[x];
-      const top = src[r0 + a] * xs.w0[x] + src[r0 + b] * xs.w1[x];
-      const bottom = src[r1 + a] * xs.w0[x] + src[r1 + b] * xs.w1[x];
-      out[y * width + x] = top * h0 + bottom * h1;
-    }
-  }
-  return { data: out, width, height };
 }
 
 /**

@@ -6,8 +6,13 @@ import { promises as fs } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 
-import { InvalidArgumentError, NotFoundError } from "../errors";
+import { parseMapsMetadata } from "../dataset/item";
+import { DATASET_FILE } from "../dataset/layout";
+import { readManifest } from "../dataset/manifest";
+import { readDatasetRecord } from "../dataset/relabel";
+import { awaitNative, InvalidArgumentError, NotFoundError } from "../errors";
 import { fileError, readInputFile } from "../files";
+import { native } from "../native";
 import type { Map2D } from "../options";
 import { decodePNG } from "../png";
 import { readTruth, type Truth } from "./truth";
@@ -23,7 +28,12 @@ export interface LoadedItem {
   truth: Truth | Map<string, Truth>;
   /** Class id of each class name the item's files record (a dataset's maps). */
   classIds?: ReadonlyMap<string, number>;
+  /** The classes the item is scored for (a dataset's manifest), when its labels alone cannot say. */
+  scored?: readonly string[];
 }
+
+/** What a predictions source gives of an item (the truth comes from elsewhere). */
+export type Predictions = Pick<LoadedItem, "maps" | "labels" | "classIds" | "scored">;
 
 /** A source: item ids up front, each item loaded when scored. */
 export interface ItemSource {
@@ -88,7 +98,7 @@ async function list(dir: string, what: string): Promise<import("node:fs").Dirent
  * Predictions in a plain folder: `<id>/<class>.map.npy` (or `.map.png`), as
  * `ovam attribute … --out <folder>/<id>` writes them, and/or `<id>.png` label maps.
  */
-export async function folderPredictions(dir: string): Promise<{ ids: string[]; load(id: string): Promise<Pick<LoadedItem, "maps" | "labels">> }> {
+export async function folderPredictions(dir: string): Promise<{ ids: string[]; load(id: string): Promise<Predictions> }> {
   const entries = await list(dir, "predictions");
   const ids = new Set<string>();
   for (const entry of entries) {
@@ -116,6 +126,47 @@ export async function folderPredictions(dir: string): Promise<{ ids: string[]; l
         labels = truth.map;
       }
       return { maps, labels };
+    },
+  };
+}
+
+/** Whether `dir` is a dataset folder (it has the dataset.json `ovam dataset` writes). */
+export function isDatasetFolder(dir: string): Promise<boolean> {
+  return exists(path.join(dir, DATASET_FILE));
+}
+
+/**
+ * Predictions of a dataset folder: its finished items (manifest.jsonl), each scored for the
+ * classes its manifest line names, by the maps it saved (maps/<id>.safetensors: the maps its labels
+ * were made from), or by label PNGs: its labels/ where it saved no maps, or the folder `labels`
+ * (one `ovam masks` wrote, e.g. "labels-daam") when given.
+ */
+export async function datasetPredictions(dir: string, labels?: string): Promise<{ ids: string[]; load(id: string): Promise<Predictions> }> {
+  const record = await readDatasetRecord(dir);
+  const names = new Map(record.classes.map((c) => [c.id, c.name]));
+  const classIds = new Map(record.classes.map((c) => [c.name, c.id]));
+  const lines = new Map((await readManifest(dir)).map((line) => [line.id, line]));
+  if (labels !== undefined && !(await exists(path.join(dir, labels)))) throw new NotFoundError(`dataset ${dir}: no labels folder "${labels}" in it; accepted: a folder ovam masks wrote (labels-<preset>…)`);
+  return {
+    ids: [...lines.keys()].sort(),
+    async load(id) {
+      const line = lines.get(id) as NonNullable<ReturnType<typeof lines.get>>;
+      const scored = line.classes.map((classId) => names.get(classId) ?? String(classId));
+      const maps = new Map<string, Map2D<Float32Array>>();
+      if (labels === undefined && line.files.maps) {
+        const file = path.join(dir, line.files.maps);
+        const { tensors, metadata } = await awaitNative(native.loadTensors(file));
+        for (const c of parseMapsMetadata(metadata, file).classes) {
+          const tensor = tensors[c.tensor];
+          if (!tensor || tensor.shape.length !== 2) throw new InvalidArgumentError(`${file}: no [h, w] map of class "${c.name}" (tensor "${c.tensor}")`);
+          maps.set(c.name, { data: tensor.data as Float32Array, width: tensor.shape[1], height: tensor.shape[0] });
+        }
+        return { maps, classIds, scored };
+      }
+      const file = labels === undefined ? path.join(dir, line.files.label) : path.join(dir, labels, `${id}.png`);
+      const truth = await readTruth(file, "predicted labels");
+      if (truth.kind !== "labels") throw new InvalidArgumentError(`predicted labels ${file}: not a class-index (grey or palette) PNG`);
+      return { maps, labels: truth.map, classIds, scored };
     },
   };
 }

@@ -4,7 +4,7 @@
 // *.gt.png). A file of one class (ID/CLASS.gt.png) is always a mask: grey non-zero is the object.
 import { readInputFile } from "../files";
 import type { Map2D } from "../options";
-import { decodePNG } from "../png";
+import { decodeIndexedPNG, decodePNG } from "../png";
 
 /** Class indices per pixel, or a 0/1 mask of one class. */
 export type Truth = { kind: "labels"; map: Map2D<Uint8Array> } | { kind: "mask"; map: Map2D<Uint8Array> };
@@ -26,6 +26,11 @@ export function truthFromPNG(png: { width: number; height: number; channels: num
 /** Reads a ground-truth PNG (`oneClass`: the mask of one class); `what` names it in errors. */
 export async function readTruth(file: string, what: string, oneClass = false): Promise<Truth> {
   const bytes = await readInputFile(file, { maxBytes: MAX_PNG_BYTES, what });
+  // Colour type 3 in the IHDR chunk, which comes first: a palette PNG (VOC's SegmentationClass, ovam dataset's labels).
+  if (bytes.length > 25 && bytes.toString("latin1", 12, 16) === "IHDR" && bytes[25] === 3) {
+    const png = await decodeIndexedPNG(bytes, `${what} ${file}`);
+    return truthFromPNG({ width: png.width, height: png.height, channels: 1, data: png.indices }, oneClass);
+  }
   const png = await decodePNG(bytes, `${what} ${file}`);
   return truthFromPNG(png, oneClass);
 }

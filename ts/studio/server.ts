@@ -50,6 +50,8 @@ const listQuery = z.strictObject({
 const attributeBody = z.strictObject({
   text: z.string().min(1).max(1000),
   mode: z.enum(["softmax", "linear"]).default("softmax"),
+  /** The per-block view: one stored block's name, or a resolution (a grid's longer side). */
+  block: z.union([z.string().min(1).max(200), z.number().int().min(1).max(MAX_SIZE)]).optional(),
 });
 const truthBody = z.strictObject({
   width: z.number().int().min(1).max(MAX_SIZE),
@@ -63,7 +65,7 @@ const optimizeBody = z.strictObject({
   lr: z.number().positive().finite().optional(),
 });
 
-/** Opens `target` (a generation file or a folder of them) and serves the studio for it. */
+/** Opens `target` (a dataset folder, a generation file or a folder of them) and serves the studio for it. */
 export async function startStudio(target: string, opts: StudioServerOptions = {}): Promise<StudioServer> {
   const { host = "127.0.0.1", port = 0, token = randomBytes(24).toString("hex"), ...open } = opts;
   const studio = await Studio.open(target, open);
@@ -97,7 +99,7 @@ export async function startStudio(target: string, opts: StudioServerOptions = {}
 
   app.get("/api/info", async () => {
     const { kind, root, classes, background, items } = studio.source;
-    return { kind, root, classes, background, items: items.length, model: studio.pipeline.folder, perBlock: false };
+    return { kind, root, classes, background, items: items.length, model: studio.pipeline.folder, perBlock: items.some((i) => i.files.generation !== undefined) };
   });
   app.get("/api/items", async (request) => {
     const { token: _, ...filter } = parse("GET /api/items", listQuery, request.query, "query");
@@ -108,10 +110,12 @@ export async function startStudio(target: string, opts: StudioServerOptions = {}
   app.get<{ Params: { id: string } }>("/api/items/:id/maps", async (request) => ({
     maps: (await studio.classMaps(request.params.id)).map(({ class: c, by, map }) => ({ class: c.name, id: c.id, by, ...plane(map) })),
   }));
+  app.get<{ Params: { id: string } }>("/api/items/:id/labels", async (request) => plane(await studio.labels(request.params.id)));
+  app.get<{ Params: { id: string } }>("/api/items/:id/blocks", async (request) => ({ blocks: await studio.blocks(request.params.id) }));
   app.post<{ Params: { id: string } }>("/api/items/:id/attribute", async (request) => {
-    const { text, mode } = parse(`POST /api/items/:id/attribute`, attributeBody, request.body, "body");
-    const { tokens, words, ms } = await studio.wordMaps(request.params.id, text, mode);
-    return { text, mode, tokens, ms, words: words.map(({ word, map }) => ({ word, ...plane(map) })) };
+    const { text, mode, block } = parse(`POST /api/items/:id/attribute`, attributeBody, request.body, "body");
+    const { tokens, words, ms } = await studio.wordMaps(request.params.id, text, mode, block);
+    return { text, mode, block: block ?? null, tokens, ms, words: words.map(({ word, map }) => ({ word, ...plane(map) })) };
   });
   app.get<{ Params: { id: string } }>("/api/items/:id/gt", async (request) => {
     const truth = await studio.truth(request.params.id);

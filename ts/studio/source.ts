@@ -1,6 +1,7 @@
-// What the studio shows: the items of a generation file or of a folder of generation files, with
-// their classes and where each item's files are. Item ids are looked up in
-// this list only, so a request can never name a path outside the folder.
+// What the studio shows: the items of a generation file, of a folder of generation files or of a
+// dataset folder (dataset.json + manifest.jsonl), with their classes and where each item's files
+// are. Item ids are looked up in this list only, and a manifest's file names must stay inside
+// its folder, so a request can never name a path outside the folder.
 import { promises as fs } from "node:fs";
 import path from "node:path";
 
@@ -8,11 +9,16 @@ import { InvalidArgumentError, ModelLoadError, NotFoundError } from "../errors";
 import { fileError } from "../files";
 import { readGenerationInfo } from "../image";
 import { safeStem } from "../cli/output";
+import { DATASET_FILE } from "../dataset/layout";
+import { readManifest } from "../dataset/manifest";
+import { readDatasetRecord } from "../dataset/relabel";
 
 /** A class the studio overlays, paints and optimises a token for; its id is its label value. */
 export interface StudioClass {
   id: number;
   name: string;
+  /** What live attribution attributes for it: a dataset class's attribute text, else its name. */
+  text: string;
   color: [number, number, number];
 }
 
@@ -23,22 +29,27 @@ export interface StudioItem {
   height: number;
   /** Ids of the classes the item is labelled (or to be annotated) for. */
   classes: number[];
-  /** Fraction of the image's pixels of each class in its ground truth, by class name (empty until it has some). */
+  /**
+   * Fraction of the image's pixels of each class, by class name: in a dataset, of its labels (the
+   * manifest's); else in its ground truth (empty until it has some).
+   */
   foreground: Record<string, number>;
-  /** Absolute paths; a generation file is what open-vocabulary maps need. */
-  files: { generation?: string; image?: string };
+  /** Absolute paths; a generation file is what open-vocabulary maps need, a dataset's maps file holds its class maps. */
+  files: { generation?: string; image?: string; label?: string; maps?: string };
 }
 
 export interface StudioSource {
-  kind: "generations";
+  kind: "generations" | "dataset";
   /** The folder ground truth (gt/) and tokens (tokens/) are written into. */
   root: string;
   classes: StudioClass[];
   /** The label of pixels no class covers. */
   background: number;
   items: StudioItem[];
-  /** The model folder recorded by the first generation file, if any. */
+  /** The model folder recorded by the dataset or the first generation file, if any. */
   model?: string;
+  /** Manifest lines not served, by item id, and why (a file outside the folder). */
+  refused: Map<string, string>;
 }
 
 /** Item ids as the HTTP API accepts them: file-name stems, no path separators, not starting with a dot. */
@@ -47,8 +58,9 @@ export const ITEM_ID = /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}$/;
 const GENERATION_SUFFIX = ".safetensors";
 
 /**
- * The source at `target`: a generation file, or a folder of them. Without a dataset the classes
- * are the given names (ids 1, 2, …, background 0), each item to be annotated for all of them.
+ * The source at `target`: a dataset folder, a generation file, or a folder of them. Without a
+ * dataset the classes are the given names (ids 1, 2, …, background 0), each item to be annotated
+ * for all of them.
  */
 export async function openSource(target: string, opts: { classes?: readonly string[] } = {}): Promise<StudioSource> {
   const resolved = path.resolve(target);
@@ -57,6 +69,10 @@ export async function openSource(target: string, opts: { classes?: readonly stri
     stat = await fs.stat(resolved);
   } catch (error) {
     throw fileError(error, resolved, "ovam studio");
+  }
+  if (stat.isDirectory() && (await isFile(path.join(resolved, DATASET_FILE)))) {
+    if (opts.classes?.length) throw new InvalidArgumentError(`${resolved} is a dataset folder, whose classes are its dataset.json's; accepted: no classes with a dataset folder`);
+    return openDataset(resolved);
   }
   const files = stat.isDirectory() ? await generationFiles(resolved) : [resolved];
   const root = stat.isDirectory() ? resolved : path.dirname(resolved);
@@ -84,7 +100,47 @@ export async function openSource(target: string, opts: { classes?: readonly stri
     });
   }
   if (items.length === 0) throw new NotFoundError(`ovam studio: ${resolved} holds no generation files (written by image.save() or ovam generate)`);
-  return { kind: "generations", root, classes, background: 0, items, ...(model === undefined ? {} : { model }) };
+  return { kind: "generations", root, classes, background: 0, items, ...(model === undefined ? {} : { model }), refused: new Map() };
+}
+
+/** A dataset folder: its finished items (the manifest's lines), classes and background. */
+async function openDataset(dir: string): Promise<StudioSource> {
+  const record = await readDatasetRecord(dir);
+  const texts = new Map(record.spec.classes.map((c) => [c.id, "text" in c.attribute ? c.attribute.text : c.name]));
+  const classes = record.classes.map((c) => ({ id: c.id, name: c.name, text: texts.get(c.id) ?? c.name, color: record.palette[c.id] as [number, number, number] }));
+  const items: StudioItem[] = [];
+  const refused = new Map<string, string>();
+  for (const line of await readManifest(dir)) {
+    // An id no request can name is no item.
+    if (!ITEM_ID.test(line.id)) continue;
+    const outside = Object.values(line.files ?? {}).find((file) => typeof file !== "string" || !within(dir, path.resolve(dir, file)));
+    if (outside !== undefined) {
+      refused.set(line.id, `its manifest line names ${JSON.stringify(outside)}, outside the dataset folder`);
+      continue;
+    }
+    const files: StudioItem["files"] = {};
+    for (const kind of ["image", "label", "maps", "generation"] as const) {
+      const file = line.files[kind];
+      if (file !== undefined) files[kind] = path.resolve(dir, file);
+    }
+    items.push({
+      id: line.id,
+      prompt: line.prompt,
+      width: line.settings.width,
+      height: line.settings.height,
+      classes: line.classes,
+      foreground: line.foreground,
+      files,
+    });
+  }
+  if (items.length === 0) throw new NotFoundError(`the dataset ${dir} has no finished items yet (manifest.jsonl)`);
+  return { kind: "dataset", root: dir, classes, background: record.background, items, ...(record.model?.folder ? { model: record.model.folder } : {}), refused };
+}
+
+/** Whether `file` (absolute) lies inside the folder `dir`, by name. */
+export function within(dir: string, file: string): boolean {
+  const relative = path.relative(dir, file);
+  return relative !== "" && relative !== ".." && !relative.startsWith(`..${path.sep}`) && !path.isAbsolute(relative);
 }
 
 // The *.safetensors files of a folder whose stems are usable item ids, sorted by name.
@@ -121,6 +177,6 @@ function namedClasses(names: readonly string[]): StudioClass[] {
     if (!name || seen.has(safeStem(name)))
       throw new InvalidArgumentError(`ovam studio: class "${raw}" is ${name ? "given twice" : "empty"}; accepted: distinct non-empty class names`);
     seen.add(safeStem(name));
-    return { id: i + 1, name, color: COLORS[i % COLORS.length] };
+    return { id: i + 1, name, text: name, color: COLORS[i % COLORS.length] };
   });
 }

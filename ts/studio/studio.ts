@@ -1,22 +1,25 @@
 // The studio's work, behind its HTTP routes: list and filter items, their images, class maps and
-// labels, open-vocabulary maps from the stored capture, ground truth read and written in the
-// dataset's layout (gt/{id}.png), and token optimisation on the annotated items.
-import { mkdir, stat } from "node:fs/promises";
+// labels, open-vocabulary maps from the stored capture (of all blocks or of one), ground truth
+// read and written in the dataset's layout (gt/{id}.png), and token optimisation on the annotated
+// items.
+import { mkdir, realpath, stat } from "node:fs/promises";
 import path from "node:path";
 
-import { InvalidArgumentError, NotFoundError } from "../errors";
+import { awaitNative, InvalidArgumentError, NotFoundError } from "../errors";
 import { evaluate, type EvaluationItem } from "../eval/evaluate";
 import { table, writeReport } from "../eval/report";
 import { readInputFile, writeFileAtomic } from "../files";
 import { loadGeneration, type GeneratedImage } from "../image";
 import { attribute } from "../maps";
+import { native } from "../native";
 import type { LoadOptions, Map2D } from "../options";
-import { decodePNG, encodeGray8 } from "../png";
+import { decodeIndexedPNG, decodePNG, encodeGray8 } from "../png";
 import { load, type Pipeline } from "../pipeline";
 import { optimizeToken, type OptimizedToken } from "../token";
 import { safeStem } from "../cli/output";
+import { parseMapsMetadata } from "../dataset/item";
 import { Jobs, type JobState } from "./jobs";
-import { ITEM_ID, openSource, type StudioClass, type StudioItem, type StudioSource } from "./source";
+import { ITEM_ID, openSource, within, type StudioClass, type StudioItem, type StudioSource } from "./source";
 
 export interface StudioOpenOptions {
   /** Class names to annotate (ids 1, 2, …; background 0). */
@@ -48,6 +51,22 @@ export interface WordMaps {
   ms: number;
 }
 
+/** An attention block of an item's capture, as attribute()'s `blocks` option names it. */
+export interface StudioBlock {
+  name: string;
+  height: number;
+  width: number;
+}
+
+/** How a class map was made: live from the class's text or its session token, or read from the dataset's maps file. */
+export type ClassMapSource = "text" | "token" | "saved";
+
+export interface ClassMap {
+  class: StudioClass;
+  by: ClassMapSource;
+  map: Map2D<Float32Array>;
+}
+
 export interface OptimizeJobOptions {
   /** The class (name or id) to optimise a token for. */
   class: string | number;
@@ -57,6 +76,8 @@ export interface OptimizeJobOptions {
 
 // A ground-truth PNG is at most an 8-bit 4096² image; its compressed size is far below this.
 const MAX_TRUTH_BYTES = 64 << 20;
+// A dataset's maps file: a few classes' float maps at the attention grid.
+const MAX_MAPS_BYTES = 256 << 20;
 const IMAGE_SUFFIX = ".png";
 
 export class Studio {
@@ -82,9 +103,11 @@ export class Studio {
     return new Studio(source, pipeline, Math.max(1, opts.cache ?? 2));
   }
 
-  /** The item `id`; a malformed id is an InvalidArgumentError, an unknown one a NotFoundError. */
+  /** The item `id`; a malformed or refused id is an InvalidArgumentError, an unknown one a NotFoundError. */
   item(id: string): StudioItem {
     if (!ITEM_ID.test(id)) throw new InvalidArgumentError(`item id ${JSON.stringify(id.slice(0, 80))} is malformed; accepted: letters, digits, "_", "-" and "." (not first), at most 200`);
+    const refused = this.source.refused.get(id);
+    if (refused) throw new InvalidArgumentError(`item "${id}" is refused: ${refused}; accepted: files inside ${this.source.root}`);
     const item = this.source.items.find((i) => i.id === id);
     if (!item) throw new NotFoundError(`no item "${id}" in ${this.source.root}`);
     return item;
@@ -109,7 +132,7 @@ export class Studio {
     const passing: (StudioItem & { annotated: boolean })[] = [];
     for (const item of this.source.items) {
       if (wanted && !item.classes.includes(wanted.id)) continue;
-      if (Object.keys(item.foreground).length === 0 && (await this.#hasTruth(item.id))) this.#measure(item, (await this.truth(item.id)) as Map2D<Uint8Array>);
+      if (this.source.kind === "generations" && Object.keys(item.foreground).length === 0 && (await this.#hasTruth(item.id))) this.#measure(item, (await this.truth(item.id)) as Map2D<Uint8Array>);
       const fractions = wanted ? [item.foreground[wanted.name] ?? 0] : Object.values(item.foreground);
       const fraction = fractions.length ? Math.max(...fractions) : 0;
       if ((filter.minForeground !== undefined || filter.maxForeground !== undefined) && (fraction < min || fraction > max)) continue;
@@ -124,37 +147,61 @@ export class Studio {
   /** The item's image as a PNG: the file beside it when there is one, else from its generation. */
   async imagePNG(id: string): Promise<Buffer> {
     const item = this.item(id);
-    if (item.files.image) return readInputFile(item.files.image, { maxBytes: MAX_TRUTH_BYTES * 4, what: `image of item "${id}"` });
+    if (item.files.image) return readInputFile(await this.#inside(item.files.image), { maxBytes: MAX_TRUTH_BYTES * 4, what: `image of item "${id}"` });
     return this.#withGeneration(item, (image) => image.toPNG());
   }
 
-  /** Open-vocabulary maps: `text` attributed as one text on the item's capture, the map of each of its words at the image's size. */
-  async wordMaps(id: string, text: string, mode: "softmax" | "linear"): Promise<WordMaps> {
+  /** The attention blocks stored in the item's capture, in its order. */
+  async blocks(id: string): Promise<StudioBlock[]> {
+    return this.#withGeneration(this.item(id), async (image) => image.blocks.map(({ name, height, width }) => ({ name, height, width })));
+  }
+
+  /**
+   * Open-vocabulary maps: `text` attributed as one text on the item's capture, the map of each of
+   * its words at the image's size; with `block`, from that block alone (a stored name) or from the
+   * blocks of that resolution (a grid's longer side), the per-block view.
+   */
+  async wordMaps(id: string, text: string, mode: "softmax" | "linear", block?: string | number): Promise<WordMaps> {
     const item = this.item(id);
     const words = [...new Set(text.split(/\s+/).map((w) => w.replace(/^[^\p{L}\p{N}]+|[^\p{L}\p{N}]+$/gu, "")).filter(Boolean))];
     if (words.length === 0) throw new InvalidArgumentError(`text ${JSON.stringify(text.slice(0, 80))} has no words; accepted: words of letters or digits`);
     const start = performance.now();
-    const maps = await this.#withGeneration(item, (image) => attribute(image, text, { mode }));
+    const maps = await this.#withGeneration(item, (image) => attribute(image, text, { mode, ...(block === undefined ? {} : { blocks: [block] }) }));
     const result = words.map((word) => ({ word, map: maps.word(word, { occurrence: 0 }) }));
     return { tokens: maps.tokens, words: result, ms: performance.now() - start };
   }
 
   /**
-   * Each of the item's classes attributed on its own, at the image's size or the attention grid's:
-   * by its optimised token when this session made one, else by its name.
+   * Each of the item's classes on its own: by its optimised token when this session made one
+   * (and the item has a generation file), else from the dataset's maps file when the item has one
+   * (at the attention grid, as the dataset labelled it), else attributed live by its text; live
+   * maps at the image's size or the grid's.
    */
-  async classMaps(id: string, size: "image" | "latent" = "image"): Promise<{ class: StudioClass; by: "text" | "token"; map: Map2D<Float32Array> }[]> {
+  async classMaps(id: string, size: "image" | "latent" = "image"): Promise<ClassMap[]> {
     const item = this.item(id);
-    return this.#withGeneration(item, async (image) => {
-      const result = [];
-      for (const classId of item.classes) {
-        const c = this.classOf(classId);
-        const token = this.#tokens.get(c.id);
-        const maps = await attribute(image, token ?? c.name, { size });
-        result.push({ class: c, by: token ? ("token" as const) : ("text" as const), map: maps.word(token ? token.text : c.name, { occurrence: 0 }) });
-      }
-      return result;
-    });
+    const saved = item.files.maps ? await this.#savedMaps(item, item.files.maps) : undefined;
+    const live = item.classes.filter((c) => !saved || (this.#tokens.has(c) && item.files.generation));
+    const made = new Map<number, ClassMap>();
+    if (live.length)
+      await this.#withGeneration(item, async (image) => {
+        for (const classId of live) {
+          const c = this.classOf(classId);
+          const token = this.#tokens.get(c.id);
+          const maps = await attribute(image, token ?? c.text, { size });
+          made.set(c.id, { class: c, by: token ? "token" : "text", map: maps.word(token ? token.text : c.text, { occurrence: 0 }) });
+        }
+      });
+    return item.classes.map((c, i) => made.get(c) ?? (saved as ClassMap[])[i]);
+  }
+
+  /** The item's labels from the dataset (class ids per pixel), or a NotFoundError where it has none. */
+  async labels(id: string): Promise<Map2D<Uint8Array>> {
+    const item = this.item(id);
+    if (!item.files.label) throw new NotFoundError(`item "${id}" has no labels; accepted: items of a dataset folder`);
+    const file = await this.#inside(item.files.label);
+    const png = await decodeIndexedPNG(await readInputFile(file, { maxBytes: MAX_TRUTH_BYTES, what: `labels of item "${id}"` }), file);
+    if (png.width !== item.width || png.height !== item.height) throw new InvalidArgumentError(`${file}: ${png.width}×${png.height}; accepted: the item's size (${item.width}×${item.height})`);
+    return { data: png.indices, width: png.width, height: png.height };
   }
 
   /** The item's saved ground truth (class ids per pixel), or undefined when it has none. */
@@ -183,7 +230,8 @@ export class Studio {
     const file = this.#truthFile(item.id);
     await mkdir(path.dirname(file), { recursive: true });
     await writeFileAtomic(file, await encodeGray8(labels.width, labels.height, labels.data), { what: `ground truth of item "${id}"` });
-    this.#measure(item, labels);
+    // A dataset's fractions are its labels' (the manifest's), which the filter keeps reading.
+    if (this.source.kind === "generations") this.#measure(item, labels);
     return file;
   }
 
@@ -204,12 +252,12 @@ export class Studio {
         for (const item of annotated) {
           const truth = (await this.truth(item.id)) as Map2D<Uint8Array>;
           targets.push({ data: truth.data.map((v) => (v === c.id ? 1 : 0)), width: truth.width, height: truth.height });
-          images.push(await loadGeneration(this.pipeline, this.#generationFile(item)));
+          images.push(await loadGeneration(this.pipeline, await this.#generationFile(item)));
         }
         const epochs = opts.epochs ?? 30;
         progress.total = epochs;
         const token = await optimizeToken(images, {
-          text: c.name,
+          text: c.text,
           targets,
           epochs,
           ...(opts.lr === undefined ? {} : { lr: opts.lr }),
@@ -243,7 +291,7 @@ export class Studio {
     return this.jobs.start("eval", async ({ progress, signal }) => {
       progress.total = annotated.length;
       const items: EvaluationItem[] = [];
-      const by: Record<string, "text" | "token"> = {};
+      const by: Record<string, ClassMapSource> = {};
       for (const item of annotated) {
         signal.throwIfAborted();
         const maps = await this.classMaps(item.id, "latent");
@@ -268,6 +316,27 @@ export class Studio {
     this.pipeline.dispose();
   }
 
+  // The item's class maps from its maps file, in the item's class order.
+  async #savedMaps(item: StudioItem, file: string): Promise<ClassMap[]> {
+    const checked = await this.#inside(file);
+    const { tensors, metadata } = await awaitNative(native.loadTensors(await readInputFile(checked, { maxBytes: MAX_MAPS_BYTES, what: `maps of item "${item.id}"` }), checked));
+    const info = parseMapsMetadata(metadata, checked);
+    return item.classes.map((id) => {
+      const tensor = tensors[info.classes.find((c) => c.id === id)?.tensor ?? ""];
+      if (!tensor || tensor.shape.length !== 2) throw new InvalidArgumentError(`${checked}: no [height, width] map of class ${id}; accepted: a maps file written by ovam dataset`);
+      return { class: this.classOf(id), by: "saved" as const, map: { data: Float32Array.from(tensor.data as Float32Array), height: tensor.shape[0], width: tensor.shape[1] } };
+    });
+  }
+
+  // `file` after following links, refused unless it is still inside the source's folder (a
+  // missing file is left to its reader to report).
+  async #inside(file: string): Promise<string> {
+    const real = await realpath(file).catch(() => undefined);
+    if (real === undefined) return file;
+    if (!within(await realpath(this.source.root), real)) throw new InvalidArgumentError(`${file} leads outside ${this.source.root} (to ${real}); accepted: files inside the opened folder`);
+    return real;
+  }
+
   // The item's foreground fractions, from its ground truth.
   #measure(item: StudioItem, truth: Map2D<Uint8Array>): void {
     const counts = new Float64Array(256);
@@ -286,16 +355,18 @@ export class Studio {
     );
   }
 
-  #generationFile(item: StudioItem): string {
+  async #generationFile(item: StudioItem): Promise<string> {
     if (!item.files.generation)
-      throw new InvalidArgumentError(`item "${item.id}" has no generation file, so no capture to attribute; accepted: items with a generation file`);
-    return item.files.generation;
+      throw new InvalidArgumentError(
+        `item "${item.id}" has no generation file, so no capture to attribute; accepted: items with a generation file (a dataset made with save.generation: true)`,
+      );
+    return this.#inside(item.files.generation);
   }
 
   // Runs `use` on the item's generation, loaded once and kept among the most recently used few;
   // one pushed out of the cache is disposed when its last user is done.
   async #withGeneration<T>(item: StudioItem, use: (image: GeneratedImage) => Promise<T>): Promise<T> {
-    const file = this.#generationFile(item);
+    const file = await this.#generationFile(item);
     let entry = this.#cache.get(item.id);
     if (entry) this.#cache.delete(item.id);
     else {

@@ -1,5 +1,6 @@
 #include "models/attention.h"
 
+#include <algorithm>
 #include <cmath>
 
 namespace ovam {
@@ -50,14 +51,30 @@ torch::Tensor AttentionImpl::attend(const torch::Tensor& x, const torch::Tensor&
   }
   // q·kᵀ and probs·v, for the benchmarks' FLOP count (the projections count themselves).
   nn::FlopCount::add(4.0 * double(b * heads * n * t * head_dim));
-  // Not baddbmm on an uninitialised tensor (NaN in this libtorch build; see ENGINEERING.md).
-  auto scores = torch::matmul(q, k.transpose(-1, -2)) * scale;
-  if (upcast_softmax) scores = scores.to(torch::kFloat32);
-  auto probs = scores.softmax(-1);
-  if (on_probs) on_probs(probs);
-  probs = probs.to(dtype);
-  auto out = torch::matmul(probs, v).transpose(1, 2).reshape({b, n, heads * head_dim});
-  return to_out(out);
+  auto weigh = [&](const torch::Tensor& rows) {
+    // Not baddbmm on an uninitialised tensor (NaN in this libtorch build; see ENGINEERING.md).
+    auto scores = torch::matmul(rows, k.transpose(-1, -2)) * scale;
+    if (upcast_softmax) scores = scores.to(torch::kFloat32);
+    auto probs = scores.softmax(-1);
+    if (on_probs) on_probs(probs);
+    return torch::matmul(probs.to(dtype), v);
+  };
+  // Each query's softmax is its own row, so large score matrices are formed a block of queries
+  // at a time: SD's 64×64 self-attention at 512² would otherwise hold 2 × 8 × 4096² float32
+  // scores (1 GiB) and as many probabilities. The self-attention capture needs whole matrices.
+  const int64_t score_bytes = b * heads * n * t * int64_t(sizeof(float));
+  torch::Tensor out;
+  if (on_probs || score_bytes <= kMaxScoreBytes) {
+    out = weigh(q);
+  } else {
+    const int64_t rows = std::max<int64_t>(1, n * kMaxScoreBytes / score_bytes);
+    out = torch::empty({b, heads, n, v.size(-1)}, v.options());
+    for (int64_t first = 0; first < n; first += rows) {
+      const int64_t end = std::min(n, first + rows);
+      out.slice(2, first, end).copy_(weigh(q.slice(2, first, end)));
+    }
+  }
+  return to_out(out.transpose(1, 2).reshape({b, n, heads * head_dim}));
 }
 
 GEGLUImpl::GEGLUImpl(int64_t dim_in, int64_t dim_out) {

@@ -41,6 +41,8 @@ class AttentionImpl : public torch::nn::Module {
   using Observe = std::function<void(const torch::Tensor&)>;
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& context = {}, const Observe& on_queries = {},
                         const Observe& on_probs = {});
+  // Largest attention score matrix (bytes) formed at once; larger ones go a block of queries at a time.
+  static constexpr int64_t kMaxScoreBytes = int64_t(128) << 20;
   int64_t heads, head_dim;
   double scale;  // head_dim^-0.5
   bool upcast_attention;  // scores and softmax in float32

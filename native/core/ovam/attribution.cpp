@@ -1,6 +1,7 @@
 #include "ovam/attribution.h"
 
 #include <algorithm>
+#include <functional>
 #include <map>
 
 #include "ovam/softmax_scores.h"
@@ -105,16 +106,16 @@ std::vector<const StoredBlock*> selected_blocks(const AttentionStore& store, con
 
 }  // namespace
 
-torch::Tensor attribute(UNet2DConditionModelImpl& unet, const AttentionStore& store, const torch::Tensor& embeddings,
-                        const AttributionOptions& options) {
+namespace {
+
+// The maps of the chosen blocks, with each block's keys [heads, T, d] (float32) from `keys_of`.
+torch::Tensor attribute_with(const AttentionStore& store, const AttributionOptions& options,
+                             const std::function<torch::Tensor(const StoredBlock&)>& keys_of) {
   options.validate();
   if (store.blocks().empty())
     throw Error(code::kInvalidArgument, "this generation holds no attention (it was made with capture disabled)");
   if (store.options().streaming && options.mode != "linear")
     throw Error(code::kInvalidArgument, "a streaming capture sums queries over steps, which is exact only for mode \"linear\"");
-  std::map<std::string, Attention> attentions;
-  for (auto& [name, attention] : unet.cross_attentions()) attentions.emplace(name, attention);
-
   // The grid is the largest stored block's whatever the selection, so maps of any selection add up.
   std::vector<int64_t> grid{0, 0};
   for (const auto& b : store.blocks()) {
@@ -126,14 +127,7 @@ torch::Tensor attribute(UNet2DConditionModelImpl& unet, const AttentionStore& st
   std::vector<torch::Tensor> each;
   for (const StoredBlock* stored : chosen) {
     const auto& block = *stored;
-    auto it = attentions.find(block.name);
-    if (it == attentions.end()) throw Error(code::kInvalidArgument, "stored block " + block.name + " is not in this UNet");
-    auto& attention = *it->second;
-    auto x = embeddings.to(attention.to_k->weight.device(), attention.to_k->weight.scalar_type());
-    // Keys in float32 so maps are accumulated in float32 whatever the compute dtype.
-    auto keys = attention.to_k->forward(x).to(block.queries.device(), torch::kFloat32);
-    keys = keys.view({-1, block.heads, block.head_dim}).transpose(0, 1);  // [heads, T, d]
-    auto maps = resize(block_maps(block, keys, options), grid, options.block_interpolation);
+    auto maps = resize(block_maps(block, keys_of(block).to(block.queries.device()), options), grid, options.block_interpolation);
     if (options.per_block) each.push_back(maps);
     else total = total.defined() ? total + maps : maps;
   }
@@ -147,6 +141,35 @@ torch::Tensor attribute(UNet2DConditionModelImpl& unet, const AttentionStore& st
                               : resize(total, size, "bilinear");
   }
   return total;
+}
+
+Error not_in_unet(const StoredBlock& block) {
+  return Error(code::kInvalidArgument, "stored block " + block.name + " is not in this UNet");
+}
+
+}  // namespace
+
+torch::Tensor attribute(UNet2DConditionModelImpl& unet, const AttentionStore& store, const torch::Tensor& embeddings,
+                        const AttributionOptions& options) {
+  std::map<std::string, Attention> attentions;
+  for (auto& [name, attention] : unet.cross_attentions()) attentions.emplace(name, attention);
+  return attribute_with(store, options, [&](const StoredBlock& block) {
+    auto it = attentions.find(block.name);
+    if (it == attentions.end()) throw not_in_unet(block);
+    auto& attention = *it->second;
+    auto x = embeddings.to(attention.to_k->weight.device(), attention.to_k->weight.scalar_type());
+    // Keys in float32 so maps are accumulated in float32 whatever the compute dtype.
+    auto keys = attention.to_k->forward(x).to(torch::kFloat32);
+    return keys.view({-1, block.heads, block.head_dim}).transpose(0, 1);  // [heads, T, d]
+  });
+}
+
+torch::Tensor attribute(const AttentionStore& store, const TextKeys& keys, const AttributionOptions& options) {
+  return attribute_with(store, options, [&](const StoredBlock& block) {
+    auto it = keys.keys.find(block.name);
+    if (it == keys.keys.end()) throw not_in_unet(block);
+    return it->second;
+  });
 }
 
 }  // namespace ovam

@@ -12,6 +12,7 @@
 
 #include "models/unet_2d_condition.h"
 #include "ovam/attention_store.h"
+#include "ovam/text_keys.h"
 
 namespace ovam {
 
@@ -35,5 +36,7 @@ struct AttributionOptions {
 // `embeddings`.
 torch::Tensor attribute(UNet2DConditionModelImpl& unet, const AttentionStore& store, const torch::Tensor& embeddings,
                         const AttributionOptions& options);
+// The same from a text's precomputed keys (text_keys(), a pipeline's TextKeyCache); no gradient.
+torch::Tensor attribute(const AttentionStore& store, const TextKeys& keys, const AttributionOptions& options);
 
 }  // namespace ovam

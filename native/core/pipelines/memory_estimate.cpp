@@ -37,8 +37,13 @@ MemoryEstimate estimate_generation(StableDiffusion& sd, const GenerateOptions& o
   const int64_t width = (options.width > 0 ? options.width : sample) / factor;
   const int64_t levels = int64_t(sd.unet->config().block_out_channels.size());
   const double batch = options.guidance_scale > 1.0 ? 2 : 1;
-  // Scores and their softmax, counted at 4 bytes (attention may upcast to float32).
-  auto attention_bytes = [](double rows, double heads, double cells) { return 2 * rows * heads * cells * cells * 4; };
+  // Scores and their softmax, counted at 4 bytes (attention may upcast to float32); attention
+  // forms at most kMaxScoreBytes of scores at once unless the self-attention capture needs them all.
+  const bool whole = options.capture.self_attention.enabled;
+  auto attention_bytes = [whole](double rows, double heads, double cells) {
+    const double scores = rows * heads * cells * cells * 4;
+    return 2 * (whole ? scores : std::min(scores, double(AttentionImpl::kMaxScoreBytes)));
+  };
   const double latent_cells = double(height) * double(width);
   e.attention = attention_bytes(1, 1, latent_cells);  // the VAE's mid-block attention, one head
   const auto& capture = options.capture;

@@ -76,7 +76,8 @@ std::shared_ptr<StableDiffusion> StableDiffusion::load(const std::string& folder
   std::shared_ptr<StableDiffusion> sd = xl ? std::make_shared<StableDiffusionXL>() : std::make_shared<StableDiffusion>();
   sd->folder = folder;
   sd->device = parse_device(options.device);
-  sd->dtype = parse_dtype(options.dtype);
+  sd->dtype = options.dtype == "auto" ? auto_dtype(sd->device) : parse_dtype(options.dtype);
+  sd->text_key_cache.set_capacity(options.text_key_cache_bytes);
   sd->load_components(root, LoadOptions{sd->device, sd->dtype, true}, model_index);
   return sd;
 }
@@ -134,6 +135,10 @@ torch::Tensor StableDiffusion::encode_tokens(const std::vector<int64_t>& ids) {
     if (end == ids.size() - 1) rows.push_back(out.slice(0, out.size(0) - 1));
   }
   return torch::cat(rows);
+}
+
+std::shared_ptr<const TextKeys> StableDiffusion::text_keys(const std::vector<int64_t>& ids) {
+  return text_key_cache.get(ids, [&] { return ovam::text_keys(*unet, encode_tokens(ids)); });
 }
 
 Generation StableDiffusion::generate(const GenerateOptions& options, const Progress& progress) {

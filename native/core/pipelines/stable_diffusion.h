@@ -14,6 +14,7 @@
 #include "models/autoencoder_kl.h"
 #include "models/unet_2d_condition.h"
 #include "ovam/attention_store.h"
+#include "ovam/text_keys.h"
 #include "transformers/clip_text_model.h"
 #include "transformers/clip_tokenizer.h"
 #include "util/json.h"
@@ -23,8 +24,9 @@ namespace ovam {
 
 struct PipelineOptions {
   std::string device = "cpu";
-  std::string dtype = "float32";
+  std::string dtype = "float32";  // or "auto": bfloat16 where the device computes it natively (auto_dtype)
   int threads = 0;  // intra-op threads; 0 = the machine's cores
+  int64_t text_key_cache_bytes = int64_t(64) << 20;  // recent texts' attribution keys (0: none)
 };
 
 struct GenerateOptions {
@@ -88,6 +90,8 @@ class StableDiffusion {
   // Unpadded ids (bos … eos) → [T, D], as OVAM encodes attribution texts; texts over 77 tokens are
   // encoded in windows of 75 and joined, so any length works.
   torch::Tensor encode_tokens(const std::vector<int64_t>& ids);
+  // The text's embeddings and keys in every cross-attention block, from the cache when recent.
+  std::shared_ptr<const TextKeys> text_keys(const std::vector<int64_t>& ids);
   // The UNet's conditioning for a generation of height × width.
   virtual Conditioning condition(const GenerateOptions& options, int64_t height, int64_t width, bool guided);
   Generation generate(const GenerateOptions& options, const Progress& progress = {});
@@ -105,6 +109,7 @@ class StableDiffusion {
   AutoencoderKL vae{nullptr};
   std::string scheduler_class;
   std::shared_ptr<Config> scheduler_config;
+  TextKeyCache text_key_cache;
 
  protected:
   // Each component of the folder (model_index.json given); SDXL adds its second encoder.

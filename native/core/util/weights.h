@@ -43,6 +43,8 @@ void load_weights(torch::nn::Module& module, const NamedTensors& weights, const 
 void randomize_weights(torch::nn::Module& module, double std = 0.02, uint64_t seed = 0);
 
 torch::ScalarType parse_dtype(const std::string& name);  // float32 | float16 | bfloat16
+// "auto": bfloat16 where `device` computes it natively (CUDA; a CPU with AVX-512 BF16 or AMX), else float32.
+torch::ScalarType auto_dtype(const torch::Device& device);
 std::string dtype_name(torch::ScalarType type);          // the inverse, for the names users pass
 torch::Device parse_device(const std::string& name);     // cpu | cuda | cuda:N
 

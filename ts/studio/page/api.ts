@@ -4,11 +4,12 @@
 export interface StudioClass {
   id: number;
   name: string;
+  text: string;
   color: [number, number, number];
 }
 
 export interface Info {
-  kind: "generations";
+  kind: "generations" | "dataset";
   root: string;
   classes: StudioClass[];
   background: number;
@@ -24,7 +25,16 @@ export interface Item {
   width: number;
   height: number;
   classes: number[];
+  /** Where its files are; a generation file is what word maps and the per-block view need. */
+  files?: { generation?: string };
   annotated?: boolean;
+}
+
+/** An attention block of an item's capture. */
+export interface Block {
+  name: string;
+  height: number;
+  width: number;
 }
 
 /** A plane as the API sends it: base64 of float32 (little-endian) or uint8 values. */
@@ -111,9 +121,11 @@ export const api = {
   item: (id: string) => call<Item>("GET", item(id)),
   imageURL: (id: string) => `${item(id)}/image.png`,
   maps: (id: string) => call<{ maps: (WirePlane & { class: string; id: number; by: string })[] }>("GET", `${item(id)}/maps`),
-  attribute: (id: string, text: string, mode: string) =>
-    call<{ tokens: string[]; ms: number; words: (WirePlane & { word: string })[] }>("POST", `${item(id)}/attribute`, { text, mode }),
+  blocks: (id: string) => call<{ blocks: Block[] }>("GET", `${item(id)}/blocks`),
+  attribute: (id: string, text: string, mode: string, block?: string | number) =>
+    call<{ tokens: string[]; ms: number; words: (WirePlane & { word: string })[] }>("POST", `${item(id)}/attribute`, { text, mode, block }),
   truth: (id: string) => optional(`${item(id)}/gt`),
+  labels: (id: string) => optional(`${item(id)}/labels`),
   saveTruth: (id: string, plane: Plane<Uint8Array>) => call<{ file: string }>("PUT", `${item(id)}/gt`, { width: plane.width, height: plane.height, data: base64(plane.data) }),
   optimize: (cls: string, epochs: number) => call<Job>("POST", "/api/jobs/optimize", { class: cls, epochs }),
   evaluate: () => call<Job>("POST", "/api/jobs/eval", {}),

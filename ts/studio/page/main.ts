@@ -1,6 +1,7 @@
-// The studio page: the item browser, the viewer with its layers and sliders, the word box, the
-// ground-truth painter and the token optimisation panel, wired to the API.
-import { api, ApiError, floats, type Info, type Item, type Job, type Plane } from "./api.js";
+// The studio page: the item browser, the viewer with its layers (a dataset's labels among them)
+// and sliders, the word box with its per-block view, the ground-truth painter and the token
+// optimisation panel, wired to the API.
+import { api, ApiError, floats, type Block, type Info, type Item, type Job, type Plane } from "./api.js";
 import { draw, drawLosses, layer, thresholded, type Layer } from "./overlay.js";
 import { brush, fillPolygon, stroke } from "./paint.js";
 
@@ -9,7 +10,10 @@ const canvas = $<HTMLCanvasElement>("canvas");
 const WORD_COLOR: [number, number, number] = [255, 210, 0];
 
 let info: Info;
-let current: { item: Item; image: HTMLImageElement; truth: Plane<Uint8Array>; layers: Map<string, Layer>; shown?: string } | undefined;
+let current:
+  | { item: Item; image: HTMLImageElement; truth: Plane<Uint8Array>; labels?: Plane<Uint8Array>; layers: Map<string, Layer>; shown?: string }
+  | undefined;
+const LABELS = "labels";
 let polygon: [number, number][] = [];
 
 function say(id: string, text: string, error = false): void {
@@ -32,7 +36,7 @@ function tool(): string {
 
 function redraw(): void {
   if (!current) return;
-  const { item, image, truth, layers, shown } = current;
+  const { item, image, truth, labels, layers, shown } = current;
   const scale = Math.max(1, Math.floor(512 / Math.max(item.width, item.height)));
   const colors = new Map(info.classes.map((c) => [c.id, c.color] as const));
   const threshold = Number($<HTMLInputElement>("threshold").value);
@@ -43,6 +47,7 @@ function redraw(): void {
     height: item.height,
     scale,
     layer: shown ? layers.get(shown) : undefined,
+    labels: shown === LABELS ? labels : undefined,
     asMask: $<HTMLInputElement>("as-mask").checked,
     threshold,
     opacity: Number($<HTMLInputElement>("opacity").value),
@@ -56,7 +61,7 @@ function showLayers(): void {
   const box = $("layers");
   box.replaceChildren();
   if (!current) return;
-  for (const label of current.layers.keys()) {
+  for (const label of [...(current.labels ? [LABELS] : []), ...current.layers.keys()]) {
     const button = document.createElement("button");
     button.type = "button";
     button.textContent = label;
@@ -107,8 +112,13 @@ async function open(id: string): Promise<void> {
   await image.decode();
   const saved = await api.truth(id);
   const truth = saved ?? { width: item.width, height: item.height, data: new Uint8Array(item.width * item.height).fill(info.background) };
-  current = { item, image, truth, layers: new Map() };
+  const labels = info.kind === "dataset" ? await api.labels(id) : undefined;
+  current = { item, image, truth, labels, layers: new Map(), shown: labels ? LABELS : undefined };
   polygon = [];
+  const live = Boolean(item.files?.generation);
+  $("ask").hidden = !live;
+  $("from-labels").hidden = !labels;
+  listBlocks(live ? (await api.blocks(id)).blocks : []);
   $("viewer").hidden = false;
   $("item-title").textContent = `${item.id}${saved ? " (ground truth saved)" : ""}`;
   $("item-prompt").textContent = item.prompt;
@@ -134,20 +144,37 @@ async function loadClassMaps(): Promise<void> {
   }
 }
 
-async function ask(event: Event): Promise<void> {
-  event.preventDefault();
+// The per-block view's choices: all blocks, each resolution (a grid's longer side) and each block.
+function listBlocks(blocks: Block[]): void {
+  const select = $<HTMLSelectElement>("block");
+  select.length = 1;
+  const sides = [...new Set(blocks.map((b) => Math.max(b.height, b.width)))].sort((a, b) => a - b);
+  options(select, sides.map((side) => [String(side), `${side}×${side} blocks (${blocks.filter((b) => Math.max(b.height, b.width) === side).length})`]));
+  options(select, blocks.map((b) => [b.name, `${b.name} (${b.width}×${b.height})`]));
+}
+
+// The chosen block: a resolution (digits) or a block's name; undefined for all blocks.
+function chosenBlock(): string | number | undefined {
+  const value = $<HTMLSelectElement>("block").value;
+  return value === "" ? undefined : /^\d+$/.test(value) ? Number(value) : value;
+}
+
+async function ask(event?: Event): Promise<void> {
+  event?.preventDefault();
   if (!current) return;
   const text = $<HTMLInputElement>("words").value.trim();
   if (!text) return;
   const started = performance.now();
+  const block = chosenBlock();
   say("ask-time", "…");
   try {
-    const answer = await api.attribute(current.item.id, text, $<HTMLSelectElement>("mode").value);
+    const answer = await api.attribute(current.item.id, text, $<HTMLSelectElement>("mode").value, block);
     for (const w of answer.words) current.layers.set(`"${w.word}"`, layer(w.word, floats(w), WORD_COLOR, current.item.width, current.item.height));
     current.shown = `"${answer.words[0].word}"`;
     showLayers();
     redraw();
-    say("ask-time", `${answer.words.map((w) => w.word).join(", ")}: ${answer.ms.toFixed(0)} ms in the server, ${(performance.now() - started).toFixed(0)} ms in all`);
+    const from = block === undefined ? "" : ` from ${typeof block === "number" ? `the ${block}×${block} blocks` : block}`;
+    say("ask-time", `${answer.words.map((w) => w.word).join(", ")}${from}: ${answer.ms.toFixed(0)} ms in the server, ${(performance.now() - started).toFixed(0)} ms in all`);
   } catch (error) {
     say("ask-time", message(error), true);
   }
@@ -207,6 +234,12 @@ $("from-map").onclick = () => {
   say("save-status", "unsaved changes");
   redraw();
 };
+$("from-labels").onclick = () => {
+  if (!current?.labels) return;
+  current.truth.data.set(current.labels.data);
+  say("save-status", "unsaved changes");
+  redraw();
+};
 $("clear").onclick = () => {
   current?.truth.data.fill(info.background);
   redraw();
@@ -256,13 +289,14 @@ $("optimize").onclick = async () => {
 $("evaluate").onclick = async () => {
   const result = (await runJob(() => api.evaluate(), 0, "evaluating")) as { table: string; by: Record<string, string>; files: string[] } | undefined;
   if (!result) return;
-  const by = Object.entries(result.by).map(([name, kind]) => `${name} by its ${kind}`);
+  const by = Object.entries(result.by).map(([name, kind]) => (kind === "saved" ? `${name} from the dataset's maps` : `${name} by its ${kind}`));
   say("job-status", `${result.table}\n\nClass maps: ${by.join(", ")}. Written: ${result.files.join(", ")}`);
 };
 
 for (const id of ["opacity", "threshold", "as-mask"]) $(id).addEventListener("input", redraw);
 $("filters").addEventListener("change", () => listItems().catch((e) => say("count", message(e), true)));
 $("ask").addEventListener("submit", (event) => void ask(event));
+$("block").addEventListener("change", () => void ask());
 
 async function start(): Promise<void> {
   info = await api.info();

@@ -69,6 +69,8 @@ export interface View {
   asMask: boolean;
   threshold: number;
   opacity: number;
+  /** A label map shown instead of a map layer (a dataset's labels). */
+  labels?: Plane<Uint8Array>;
   truth?: Plane<Uint8Array>;
   colors: Map<number, [number, number, number]>;
   /** Polygon being drawn, in image pixels. */
@@ -103,11 +105,12 @@ export function draw(canvas: HTMLCanvasElement, view: View): void {
       }
     }
   }
-  if (view.truth)
-    for (let i = 0; i < view.truth.data.length; i++) {
-      const c = view.colors.get(view.truth.data[i]);
-      if (c) px.set([c[0], c[1], c[2], Math.max(alpha, 96)], i * 4);
-    }
+  for (const labels of [view.labels, view.truth])
+    if (labels)
+      for (let i = 0; i < labels.data.length; i++) {
+        const c = view.colors.get(labels.data[i]);
+        if (c) px.set([c[0], c[1], c[2], Math.max(alpha, 96)], i * 4);
+      }
   const layerCanvas = new OffscreenCanvas(width, height);
   (layerCanvas.getContext("2d") as OffscreenCanvasRenderingContext2D).putImageData(overlay, 0, 0);
   ctx.drawImage(layerCanvas, 0, 0, canvas.width, canvas.height);

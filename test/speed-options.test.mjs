@@ -1,0 +1,81 @@
+// What issue 16 added for speed, held to the float32 results: the text key cache (a repeated text
+// is attributed from stored keys, with the same maps; the cache stays within its bytes), attention
+// formed in blocks of queries (generation at sizes past the block threshold equals the fixtures'
+// pipeline through the same code path), and dtype "auto".
+import t from "tap";
+import fs from "node:fs";
+import path from "node:path";
+import { createRequire } from "node:module";
+
+import { relL2, root } from "./helpers/golden.mjs";
+
+const require = createRequire(import.meta.url);
+const ovam = require(path.join(root, "dist", "index.js"));
+
+const same = (a, b) => Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
+
+t.test("the text key cache: hits on a repeated text, same maps as without it, bounded", async (t) => {
+  const cached = await ovam.load({ textKeyCacheBytes: 64 * 2 ** 20 });
+  const uncached = await ovam.load({ textKeyCacheBytes: 0 });
+  t.teardown(() => [cached, uncached].forEach((p) => p.dispose()));
+  const request = { prompt: "a car next to a tree", steps: 4, seed: 3 };
+  const [a, b] = [await ovam.generate(cached, request), await ovam.generate(uncached, request)];
+  t.same(cached.textKeyCache(), { hits: 0, misses: 0, entries: 0, bytes: 0, capacity: 64 * 2 ** 20 }, "empty at first");
+
+  const first = await ovam.attribute(a, "a red car");
+  const afterFirst = cached.textKeyCache();
+  t.same([afterFirst.hits, afterFirst.misses, afterFirst.entries], [0, 1, 1], "the first attribution misses and stores its keys");
+  t.ok(afterFirst.bytes > 0 && afterFirst.bytes <= afterFirst.capacity, `it holds ${afterFirst.bytes} bytes`);
+  for (const mode of ["softmax", "linear"]) {
+    const again = await ovam.attribute(a, "a red car", { mode });
+    const reference = await ovam.attribute(b, "a red car", { mode });
+    t.ok(same(again.data, reference.data), `${mode}: the cached keys give the maps of an uncached pipeline, bit for bit`);
+  }
+  t.ok(same(first.data, (await ovam.attribute(b, "a red car")).data), "and so did the first call");
+  const afterRepeat = cached.textKeyCache();
+  t.same([afterRepeat.hits, afterRepeat.entries], [3, 1], "the repeated text hit the cache three times");
+  t.same(uncached.textKeyCache().entries, 0, "a pipeline with textKeyCacheBytes 0 keeps nothing");
+
+  // A cache big enough for about two texts keeps the most recent ones.
+  const small = await ovam.load({ textKeyCacheBytes: Math.floor(afterFirst.bytes * 2.5) });
+  t.teardown(() => small.dispose());
+  const c = await ovam.generate(small, request);
+  for (const text of ["a red car", "a tree", "a dog", "a house"]) await ovam.attribute(c, text);
+  const bounded = small.textKeyCache();
+  t.ok(bounded.bytes <= bounded.capacity, `within its ${bounded.capacity} bytes (${bounded.bytes})`);
+  t.ok(bounded.entries >= 1 && bounded.entries < 4, `older texts were evicted (${bounded.entries} kept of 4)`);
+  await ovam.attribute(c, "a house");
+  t.equal(small.textKeyCache().hits, bounded.hits + 1, "the most recent text is still there");
+  for (const image of [a, b, c]) image.dispose();
+});
+
+t.test("attention in blocks of queries equals whole-matrix attention", async (t) => {
+  // At 512² the tiny UNet's 64×64 self-attention holds 2 (guidance) × 2 heads × 4096² float32
+  // scores, 256 MiB: past the 128 MiB a block may hold, so it runs in two blocks of queries. A
+  // self-attention capture needs whole matrices and takes the unblocked path: the two must agree.
+  const sd = await ovam.load();
+  t.teardown(() => sd.dispose());
+  const request = { prompt: "a car", steps: 2, seed: 5, width: 512, height: 512 };
+  const blocked = await ovam.generate(sd, request);
+  const whole = await ovam.generate(sd, { ...request, capture: { selfAttention: { sides: [64] } } });
+  const diff = relL2(blocked.latents.data, whole.latents.data);
+  t.ok(diff < 1e-6, `latents relL2 ${diff.toExponential(2)} < 1e-6`);
+  t.ok(same(blocked.pixels, whole.pixels) || relL2(Float32Array.from(blocked.pixels), Float32Array.from(whole.pixels)) < 1e-3, "and the decoded image");
+  t.same(whole.selfAttentionGrids.map((g) => [g.height, g.width]), [[64, 64]], "the capture held the 64×64 self-attention (the comparison is between the two paths)");
+  for (const image of [blocked, whole]) image.dispose();
+});
+
+t.test("load options: textKeyCacheBytes and dtype auto are checked", async (t) => {
+  for (const bad of [-1, 1.5, "64"]) {
+    const error = await ovam.load({ textKeyCacheBytes: bad }).then(() => undefined, (e) => e);
+    t.ok(error instanceof ovam.InvalidOptionError, `textKeyCacheBytes ${JSON.stringify(bad)}: ${error?.message}`);
+    t.equal(error?.option, "textKeyCacheBytes");
+  }
+  const auto = await ovam.load({ dtype: "auto" });
+  t.teardown(() => auto.dispose());
+  const bf16 = fs.readFileSync("/proc/cpuinfo", "utf8").match(/^flags\s*:.*\b(avx512_bf16|amx_bf16)\b/m) !== null;
+  t.equal(auto.dtype, bf16 ? "bfloat16" : "float32", `auto on this CPU (${bf16 ? "with" : "without"} AVX-512 BF16/AMX) is ${auto.dtype}`);
+  const image = await ovam.generate(auto, { prompt: "a car", steps: 2, seed: 1 });
+  t.ok(image.pixels.length > 0, "and it generates");
+  image.dispose();
+});
