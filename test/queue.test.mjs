@@ -225,7 +225,7 @@ t.test("Ctrl-C on a worker finishes its item, then it exits", async (t) => {
   const taken = await worker.waitFor((r) => r.event === "start", "an item taken");
   worker.child.kill("SIGINT");
   const { code } = await worker.exited;
-  t.equal(code, 0, "exited normally");
+  t.equal(code, 130, "exited as an interrupted command does (status 130, after finishing its item)");
   const made = worker.records.filter((r) => r.event === "item").map((r) => r.id);
   t.same(made, [taken.id], `it finished ${taken.id}, and took no other item`);
   // The rest by a new worker.
