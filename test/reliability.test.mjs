@@ -245,9 +245,16 @@ t.test("11: memory is estimated and bounded before it is asked for", async (t) =
   t.teardown(() => budgeted.dispose());
   t.equal(budgeted.memoryBudget, 2 ** 30);
   t.ok(sd.memoryBudget > 0 && sd.memoryBudget <= os.totalmem(), `default budget ${sd.memoryBudget} from the machine's ${os.totalmem()} bytes`);
-  const refused = await ovam.generate(budgeted, { ...small, width: 1280, height: 1280 }).catch((e) => e);
-  t.equal(refused.code, "ERR_OVAM_INVALID_OPTION", refused.message);
-  t.match(refused.message, /memory budget of 1\.1 GB.*needs \d+(\.\d)? GB.*memoryBudget/);
+  // 4096² decodes through 32-channel full-size activations (6.4 GB); at 1280² attention is formed
+  // in blocks of queries, but a self-attention capture needs its whole 25600² matrices.
+  for (const [label, request] of [
+    ["4096×4096", { ...small, width: 4096, height: 4096 }],
+    ["1280×1280 with a self-attention capture", { ...small, width: 1280, height: 1280, capture: { selfAttention: true } }],
+  ]) {
+    const refused = await ovam.generate(budgeted, request).catch((e) => e);
+    t.equal(refused.code, "ERR_OVAM_INVALID_OPTION", `${label}: ${refused.message}`);
+    t.match(refused.message, /memory budget of 1\.1 GB.*needs \d+(\.\d)? GB.*memoryBudget/);
+  }
   const fits = await ovam.generate(budgeted, small);
   t.equal(fits.width, 64, "a small image fits");
   // 18 maps of 4096² floats, held twice: 2.4 GB.

@@ -2,6 +2,7 @@
 
 #include <new>
 #include <tuple>
+#include <utility>
 
 #include "util/errors.h"
 
@@ -136,9 +137,7 @@ void JobControl::report(double a, double b) {
 
 Napi::Object Job::queue_controlled(Napi::Env env, Napi::Value on_progress, ControlledWork work) {
   auto control = std::make_shared<JobControl>();
-  if (on_progress.IsFunction())
-    control->progress = Napi::ThreadSafeFunction::New(env, on_progress.As<Napi::Function>(), "ovam-progress", 0, 1);
-  auto promise = queue(env, [control, work]() {
+  auto* job = new Job(env, [control, work]() {
     struct Release {
       JobControl& c;
       ~Release() {
@@ -147,6 +146,17 @@ Napi::Object Job::queue_controlled(Napi::Env env, Napi::Value on_progress, Contr
     } release{*control};
     return work(*control);
   });
+  if (on_progress.IsFunction()) {
+    // The finalizer runs on the JS thread after the last queued call was delivered.
+    job->drain_->drained = false;
+    control->progress = Napi::ThreadSafeFunction::New(env, on_progress.As<Napi::Function>(), "ovam-progress", 0, 1,
+                                                      [drain = job->drain_](Napi::Env) {
+                                                        drain->drained = true;
+                                                        if (drain->then) std::exchange(drain->then, nullptr)();
+                                                      });
+  }
+  auto promise = job->deferred_.Promise();
+  job->Queue();
   auto handle = Napi::Object::New(env);
   handle.Set("promise", promise);
   handle.Set("cancel", Napi::Function::New(env, [control](const Napi::CallbackInfo& info) {
@@ -161,6 +171,11 @@ Napi::Promise Job::queue(Napi::Env env, Work work) {
   auto promise = job->deferred_.Promise();
   job->Queue();
   return promise;
+}
+
+void Job::settle(std::function<void()> then) {
+  if (drain_->drained) then();
+  else drain_->then = std::move(then);
 }
 
 Job::Job(Napi::Env env, Work work) : Napi::AsyncWorker(env), work_(std::move(work)), deferred_(Napi::Promise::Deferred::New(env)) {}
@@ -200,10 +215,12 @@ void Job::Execute() {
 void Job::OnOK() {
   Napi::Env env = Env();
   try {
-    deferred_.Resolve(done_(env));
+    auto value = std::make_shared<Napi::Reference<Napi::Value>>(Napi::Reference<Napi::Value>::New(done_(env), 1));
+    settle([deferred = deferred_, value]() { deferred.Resolve(value->Value()); });
     return;
   } catch (const Napi::Error& e) {
-    deferred_.Reject(e.Value());
+    auto error = std::make_shared<Napi::Reference<Napi::Value>>(Napi::Reference<Napi::Value>::New(e.Value(), 1));
+    settle([deferred = deferred_, error]() { deferred.Reject(error->Value()); });
     return;
   } catch (...) {
     std::tie(code_, message_) = describe(std::current_exception());
@@ -214,13 +231,16 @@ void Job::OnOK() {
 void Job::OnError(const Napi::Error&) { reject(); }
 
 void Job::reject() {
-  try {
-    auto error = Napi::Error::New(Env(), message_);
-    error.Set("code", Napi::String::New(Env(), code_));
-    deferred_.Reject(error.Value());
-  } catch (const Napi::Error& e) {
-    deferred_.Reject(e.Value());
-  }
+  settle([deferred = deferred_, code = code_, message = message_]() {
+    Napi::Env env = deferred.Env();
+    try {
+      auto error = Napi::Error::New(env, message);
+      error.Set("code", Napi::String::New(env, code));
+      deferred.Reject(error.Value());
+    } catch (const Napi::Error& e) {
+      deferred.Reject(e.Value());
+    }
+  });
 }
 
 }  // namespace ovam::addon

@@ -44,7 +44,9 @@ class JobControl {
 };
 
 // Runs `work` on the libuv pool; `done` turns its result into JS on the main thread.
-// Exceptions from either (any type) reject the promise with a coded error.
+// Exceptions from either (any type) reject the promise with a coded error. With a progress
+// callback, the promise settles only once every progress call queued by the work was delivered
+// (a thread-safe function's calls may otherwise arrive after the job's completion).
 class Job : public Napi::AsyncWorker {
  public:
   using Work = std::function<std::function<Napi::Value(Napi::Env)>()>;
@@ -59,6 +61,13 @@ class Job : public Napi::AsyncWorker {
   void OnOK() override;
   void OnError(const Napi::Error& e) override;
   void reject();  // with code_ and message_
+  // Runs `settle` now, or when the progress calls are drained.
+  void settle(std::function<void()> settle);
+  struct Drain {
+    bool drained = true;
+    std::function<void()> then;
+  };
+  std::shared_ptr<Drain> drain_ = std::make_shared<Drain>();
   Work work_;
   std::function<Napi::Value(Napi::Env)> done_;
   std::string code_, message_;

@@ -50,6 +50,7 @@ Napi::Function PipelineWrap::define(Napi::Env env) {
                          InstanceMethod("generate", &PipelineWrap::Generate),
                          InstanceMethod("estimateGenerate", &PipelineWrap::EstimateGenerate),
                          InstanceMethod("loadGeneration", &PipelineWrap::LoadGeneration),
+                         InstanceMethod("textKeyCache", &PipelineWrap::TextKeyCacheStats),
                          InstanceMethod("dispose", &PipelineWrap::Dispose)});
   constructor = new Napi::FunctionReference(Napi::Persistent(fn));
   return fn;
