@@ -51,7 +51,7 @@ export function modelHelp(input?: string): string {
   --model DIR             ${model}
   --device NAME           cpu (default), cuda or cuda:N
   --dtype NAME            float32 (default), float16, bfloat16 or auto (bfloat16 where the
-                          CPU or GPU computes it natively: about half the step time)
+                          CPU or GPU computes it natively; see the README's measurements)
   --threads N             CPU threads, 0 = all cores (default)`;
 }
 
