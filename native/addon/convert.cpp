@@ -178,6 +178,17 @@ void Job::settle(std::function<void()> then) {
   else drain_->then = std::move(then);
 }
 
+namespace {
+// A value kept alive until a later callback; any value (references hold only objects before
+// Node-API 10, so it rides in an object).
+std::function<Napi::Value()> hold(Napi::Env env, Napi::Value value) {
+  auto holder = Napi::Object::New(env);
+  holder.Set("value", value);
+  auto ref = std::make_shared<Napi::ObjectReference>(Napi::Persistent(holder));
+  return [ref]() { return ref->Value().Get("value"); };
+}
+}  // namespace
+
 Job::Job(Napi::Env env, Work work) : Napi::AsyncWorker(env), work_(std::move(work)), deferred_(Napi::Promise::Deferred::New(env)) {}
 
 namespace {
@@ -215,12 +226,12 @@ void Job::Execute() {
 void Job::OnOK() {
   Napi::Env env = Env();
   try {
-    auto value = std::make_shared<Napi::Reference<Napi::Value>>(Napi::Reference<Napi::Value>::New(done_(env), 1));
-    settle([deferred = deferred_, value]() { deferred.Resolve(value->Value()); });
+    auto value = hold(env, done_(env));
+    settle([deferred = deferred_, value]() { deferred.Resolve(value()); });
     return;
   } catch (const Napi::Error& e) {
-    auto error = std::make_shared<Napi::Reference<Napi::Value>>(Napi::Reference<Napi::Value>::New(e.Value(), 1));
-    settle([deferred = deferred_, error]() { deferred.Reject(error->Value()); });
+    auto error = hold(env, e.Value());
+    settle([deferred = deferred_, error]() { deferred.Reject(error()); });
     return;
   } catch (...) {
     std::tie(code_, message_) = describe(std::current_exception());
