@@ -156,12 +156,14 @@ torch::Tensor attribute(UNet2DConditionModelImpl& unet, const AttentionStore& st
   return attribute_with(store, options, [&](const StoredBlock& block) {
     auto it = attentions.find(block.name);
     if (it == attentions.end()) throw not_in_unet(block);
-    auto& attention = *it->second;
-    auto x = embeddings.to(attention.to_k->weight.device(), attention.to_k->weight.scalar_type());
-    // Keys in float32 so maps are accumulated in float32 whatever the compute dtype.
-    auto keys = attention.to_k->forward(x).to(torch::kFloat32);
-    return keys.view({-1, block.heads, block.head_dim}).transpose(0, 1);  // [heads, T, d]
+    return block_keys(*it->second, embeddings);
   });
+}
+
+torch::Tensor block_keys(AttentionImpl& attention, const torch::Tensor& embeddings) {
+  auto x = embeddings.to(attention.to_k->weight.device(), attention.to_k->weight.scalar_type());
+  auto keys = attention.to_k->forward(x).to(torch::kFloat32);
+  return keys.view({-1, attention.heads, attention.head_dim}).transpose(0, 1);
 }
 
 torch::Tensor attribute(const AttentionStore& store, const TextKeys& keys, const AttributionOptions& options) {

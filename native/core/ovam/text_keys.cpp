@@ -1,5 +1,7 @@
 #include "ovam/text_keys.h"
 
+#include "ovam/attribution.h"
+
 namespace ovam {
 
 int64_t TextKeys::bytes() const {
@@ -12,12 +14,7 @@ TextKeys text_keys(UNet2DConditionModelImpl& unet, const torch::Tensor& embeddin
   torch::NoGradGuard no_grad;
   TextKeys out;
   out.embeddings = embeddings;
-  for (auto& [name, attention] : unet.cross_attentions()) {
-    auto x = embeddings.to(attention->to_k->weight.device(), attention->to_k->weight.scalar_type());
-    // Float32 so that maps accumulate in float32 whatever the compute dtype.
-    auto keys = attention->to_k->forward(x).to(torch::kFloat32);
-    out.keys.emplace(name, keys.view({-1, attention->heads, attention->head_dim}).transpose(0, 1).contiguous());
-  }
+  for (auto& [name, attention] : unet.cross_attentions()) out.keys.emplace(name, block_keys(*attention, embeddings).contiguous());
   return out;
 }
 
