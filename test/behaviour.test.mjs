@@ -16,7 +16,8 @@ import { referenceGeneration } from "./helpers/pipeline.mjs";
 const require = createRequire(import.meta.url);
 const ovam = require(path.join(root, "dist", "index.js"));
 
-const sd = await ovam.load();
+// float32, the dtype the tolerances here were measured in (the default, "auto", may pick bfloat16).
+const sd = await ovam.load({ dtype: "float32" });
 t.teardown(() => sd.dispose());
 
 const same = (a, b) => Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
@@ -96,7 +97,7 @@ t.test("an abort stops generation within one step and leaves the pipeline usable
   t.ok(early instanceof ovam.AbortError && early.code === "ERR_OVAM_ABORTED", "an already-aborted signal rejects");
 
   const next = await ovam.generate(sd, request);
-  const fresh = await ovam.load();
+  const fresh = await ovam.load({ dtype: "float32" });
   const reference = await ovam.generate(fresh, request);
   t.ok(same(next.pixels, reference.pixels), "the next generation matches a fresh pipeline's, pixel for pixel");
   t.ok(same(next.latents.data, reference.latents.data), "and its latents");
@@ -328,11 +329,12 @@ t.test("cost on the tiny model (printed)", async (t) => {
       out.attribute1 = [await timed(() => ovam.attribute(image, "car")), rss()];
       out.attribute10 = [await timed(() => ovam.attribute(image, "a red car parked next to a tall green tree")), rss()];
       out.tokens10 = sd.tokenize("a red car parked next to a tall green tree").ids.length - 2;
+      out.dtype = sd.dtype;
       console.log(JSON.stringify(out));
     })();`;
   const run = spawnSync(process.execPath, ["-e", script], { encoding: "utf8" });
   t.equal(run.status, 0, `the measuring process ran (${run.stderr.trim()})`);
   const out = JSON.parse(run.stdout);
   for (const [name, [ms, mb]] of Object.entries(out).filter(([, v]) => Array.isArray(v))) t.comment(`${name}: ${ms.toFixed(1)} ms, peak RSS ${mb} MiB so far`);
-  t.comment(`(the 10-token text has ${out.tokens10} tokens)`);
+  t.comment(`(the 10-token text has ${out.tokens10} tokens; the default dtype computed in ${out.dtype})`);
 });

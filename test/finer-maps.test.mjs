@@ -65,7 +65,7 @@ for (const variant of ["sd1", "sd2"]) {
   t.test(`per-block and per-step maps ${variant}`, async (t) => {
     const { json, tensors } = golden(variant);
     const p = json.pipeline;
-    const sd = await ovam.load(modelDir(variant));
+    const sd = await ovam.load(modelDir(variant), { dtype: "float32" }); // the fixture's dtype
     const image = await ovam.generate(sd, { prompt: p.prompt, negativePrompt: p.negative_prompt, steps: p.steps, guidanceScale: p.guidance_scale, latents: tensors[p.latents] });
     const text = "a red car";
     const { ids } = sd.tokenize(text);

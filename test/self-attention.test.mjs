@@ -74,7 +74,7 @@ function refineReference(a, c, power) {
 t.test("public API: capture, save/load, refine(), attribute({ refine })", async (t) => {
   const { json, tensors } = golden("sd1");
   const p = json.pipeline;
-  const sd = await ovam.load(modelDir("sd1"));
+  const sd = await ovam.load(modelDir("sd1"), { dtype: "float32" }); // the dtype the tolerances were measured in
   t.teardown(() => sd.dispose());
   const image = await ovam.generate(sd, {
     prompt: p.prompt,

@@ -37,9 +37,10 @@ export interface LoadOptions {
   /** "cpu" (default), "cuda" or "cuda:N". */
   device?: string;
   /**
-   * Weights and compute dtype; default "float32". "auto": bfloat16 where the device computes it
-   * natively (CUDA; a CPU with AVX-512 BF16 or AMX: about half the float32 step time), else float32.
-   * pipeline.dtype tells which was chosen.
+   * Weights and compute dtype; default "auto": bfloat16 where the device computes it natively
+   * (CUDA; a CPU with AVX-512 BF16 or AMX: about half the float32 step time), else float32.
+   * pipeline.dtype tells which was chosen. "float32" is the exact reference (every fixture
+   * tolerance is measured in it); the capture store stays float32 either way (capture.dtype).
    */
   dtype?: DType | "auto";
   /** Intra-op threads; 0 (default) = the machine's cores. */
@@ -248,6 +249,8 @@ export const options = <S extends z.core.$ZodLooseShape>(shape: S) =>
   });
 
 export const dtype = () => oneOf(["float32", "float16", "bfloat16"]);
+/** A model's weights and compute dtype: "auto" resolves at load to what the device computes fast. */
+export const loadDtype = () => oneOf(["auto", "float32", "float16", "bfloat16"]).default("auto");
 const activation = () => oneOf(["none", "relu", "sigmoid", "tanh", "sigmoid+relu", "clamp"]);
 // The multiple of the VAE factor is checked against the pipeline (pipeline.ts).
 const imageSide = () => integer(1, MAX_SIZE, `a positive multiple of the VAE factor (8) up to ${MAX_SIZE}`);
@@ -256,7 +259,7 @@ export const loadSchema = options({
   device: string('"cpu", "cuda" or "cuda:N"')
     .regex(/^(cpu|cuda(:\d+)?)$/, { error: '"cpu", "cuda" or "cuda:N"' })
     .default("cpu"),
-  dtype: oneOf(["auto", "float32", "float16", "bfloat16"]).default("float32"),
+  dtype: loadDtype(),
   threads: integer(0, 1024, "an integer from 0 (all cores) to 1024").default(0),
   textKeyCacheBytes: integer(0, Number.MAX_SAFE_INTEGER, "a number of bytes, an integer ≥ 0").default(64 * 2 ** 20),
   memoryBudget: finite("a number of bytes > 0", (v) => v > 0).optional(),

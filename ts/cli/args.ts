@@ -50,8 +50,9 @@ export function modelHelp(input?: string): string {
   return `Model options:
   --model DIR             ${model}
   --device NAME           cpu (default), cuda or cuda:N
-  --dtype NAME            float32 (default), float16, bfloat16 or auto (bfloat16 where the
-                          CPU or GPU computes it natively; see the README's measurements)
+  --dtype NAME            auto (default: bfloat16 where the CPU (AVX-512 BF16 or AMX) or
+                          GPU computes it natively, else float32), float32 (the exact
+                          reference the README's error figures use), float16 or bfloat16
   --threads N             CPU threads, 0 = all cores (default)`;
 }
 

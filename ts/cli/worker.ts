@@ -35,7 +35,8 @@ Options:
   --stalled-ms N          how often to look for items of dead workers (default 30000)
 
 ${modelHelp()}
-                          (default here: the model the producer named, at the same path)
+                          (defaults here: the model the producer named, at the same path,
+                          in the dtype its dataset.json records)
 
 ${COMMON_HELP}
 

@@ -288,7 +288,7 @@ export async function runQueued(spec: string | object, options: QueueRunOptions)
 
   // The producer loads the model as the local runner does: dataset.json records it, and token widths are checked against it.
   const model = modelFolder(resolved, baseDir);
-  const pipeline = options.pipeline ?? (await load(model));
+  const pipeline = options.pipeline ?? (await load(model, { dtype: resolved.dtype }));
   const total = itemCount(resolved);
   let id: string;
   let written: Set<string>;

@@ -122,7 +122,11 @@ export async function loadClassTokens(spec: DatasetSpec, pipeline: Pipeline, bas
   return tokens;
 }
 
-/** What dataset.json records: the resolved spec, classes and palette, ovam's version and the model. */
+/**
+ * What dataset.json records: the resolved spec, classes and palette, ovam's version and the model.
+ * The spec's dtype is the one the pipeline computes in ("auto" resolved), so that a run resumed on
+ * a machine where "auto" picks another is refused instead of mixing images of two dtypes.
+ */
 export function datasetRecord(spec: DatasetSpec, pipeline: Pipeline): string {
   const palette = paletteOf(spec);
   const record = {
@@ -134,7 +138,7 @@ export function datasetRecord(spec: DatasetSpec, pipeline: Pipeline): string {
     ignore: 255,
     palette: Array.from({ length: 256 }, (_, i) => Array.from(palette.subarray(i * 3, i * 3 + 3))),
     items: itemCount(spec),
-    spec: specRecord(spec),
+    spec: { ...(specRecord(spec) as object), dtype: pipeline.dtype },
   };
   // One line per colour rather than five.
   return `${JSON.stringify(record, null, 2).replace(/\[\s+(\d+),\s+(\d+),\s+(\d+)\s+\]/g, "[$1, $2, $3]")}\n`;
@@ -158,16 +162,31 @@ export async function prepareDatasetFolder(out: string, spec: DatasetSpec, pipel
   const file = path.join(out, DATASET_FILE);
   const existing = await fs.readFile(file, "utf8").catch(() => undefined);
   if (existing === undefined) await writeFileAtomic(file, record);
-  else if (existing !== record)
+  else if (existing !== record) {
+    const made = recordedDtype(existing);
+    if (made !== undefined && made !== pipeline.dtype)
+      throw new InvalidArgumentError(
+        `${out} holds a dataset computed in ${made}, and this run's model computes in ${pipeline.dtype} (dtype "auto" picks bfloat16 only where the CPU or GPU computes it natively); resume with "dtype": "${made}" in the spec, or choose another --out`,
+      );
     throw new InvalidArgumentError(
       `${out} holds a dataset made from another spec or model (its ${DATASET_FILE} differs${firstDifference(existing, record)}); resume with the same spec and model, or choose another --out`,
     );
+  }
   if (options.staleTemporaries !== false) await removeStaleTemporaries(out, spec);
 }
 
 async function refuseFile(out: string): Promise<void> {
   const stat = await fs.stat(out).catch(() => undefined);
   if (stat && !stat.isDirectory()) throw invalidOption("dataset.run()", "out", out, "a folder, or a path that does not exist yet (it is a file)");
+}
+
+function recordedDtype(record: string): string | undefined {
+  try {
+    const dtype = (JSON.parse(record) as { spec?: { dtype?: unknown } }).spec?.dtype;
+    return typeof dtype === "string" ? dtype : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 function firstDifference(a: string, b: string): string {
@@ -229,7 +248,7 @@ export async function runDataset(spec: string | object, options: RunOptions): Pr
   const resolved = await loadSpec(spec, { baseDir, layout: options.layout });
   await refuseFile(out); // before the model loads: a mistake here should not wait for it
 
-  const pipeline = options.pipeline ?? (await load(modelFolder(resolved, baseDir)));
+  const pipeline = options.pipeline ?? (await load(modelFolder(resolved, baseDir), { dtype: resolved.dtype }));
   try {
     const tokens = await loadClassTokens(resolved, pipeline, baseDir);
     await prepareDatasetFolder(out, resolved, pipeline);

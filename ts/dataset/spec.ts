@@ -15,6 +15,7 @@ import {
   captureSchema,
   finite,
   integer,
+  loadDtype,
   MAX_SIZE,
   oneOf,
   options,
@@ -94,6 +95,7 @@ export const datasetRefineSchema = refineSchema.omit({ size: true });
 /** The spec file as written (see README, "Make a dataset"). */
 export const datasetSpecSchema = options({
   model: nonEmpty("a diffusers model folder, relative to the spec's folder").optional(),
+  dtype: loadDtype(),
   format: oneOf(["voc", "cityscapes", "custom"]).default("voc"),
   background: integer(0, 255).optional(),
   layout: oneOf(["default", "voc"]).default("default"),
@@ -141,6 +143,8 @@ export type DatasetPrompts =
 export interface DatasetSpec {
   /** The model folder as written (relative to the spec's folder), or null for the bundled model. */
   model: string | null;
+  /** The model's compute dtype when the run loads it (dataset.json records the one "auto" resolved to). */
+  dtype: "auto" | "float32" | "float16" | "bfloat16";
   format: "voc" | "cityscapes" | "custom";
   /** The label of pixels no class passes. */
   background: number;
@@ -261,6 +265,7 @@ export async function resolveSpec(json: unknown, baseDir: string, name?: string)
 
   return {
     model: given.model ?? null,
+    dtype: given.dtype,
     format,
     background,
     layout: given.layout,

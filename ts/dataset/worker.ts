@@ -25,7 +25,7 @@ import type { DatasetSpec } from "./spec";
 export interface WorkerOptions extends QueueTarget {
   /** The model folder on this machine (default: the folder the producer named, which must then exist here). */
   model?: string;
-  /** Device, dtype and threads of the model. */
+  /** Device, dtype and threads of the model (dtype default: each dataset's own, as its dataset.json records). */
   load?: LoadOptions;
   /** Items made at once (default 1; a GPU is usually busy with one). */
   concurrency?: number;
@@ -76,24 +76,27 @@ export async function startWorker(options: WorkerOptions): Promise<DatasetWorker
 
   // A worker waits for Redis to come up (a daemon started before it), but not for a password that will never work.
   await checkRedis(options, where, { waitMs: Infinity, signal: options.signal, onNote: options.onNote });
+  // The worker loads --model, else the model the job names, in --dtype, else in the dataset's
+  // dtype (so that "auto" on this machine cannot mix dtypes in a dataset), and keeps it while
+  // jobs ask for the same.
   let pipeline: Promise<Pipeline> | undefined;
-  let pipelineFolder: string | undefined;
-  if (options.model !== undefined) {
-    pipelineFolder = path.resolve(options.model);
-    pipeline = load(pipelineFolder, options.load);
-    options.onModel?.(await pipeline);
-  }
-  // Without --model the worker loads the model the job names, and keeps it while jobs name the same one.
-  const pipelineFor = async (folder: string): Promise<Pipeline> => {
-    if (options.model !== undefined && pipeline) return pipeline;
-    if (pipeline && pipelineFolder === path.resolve(folder)) return pipeline;
+  let pipelineKey: string | undefined;
+  const pipelineFor = (folder: string, dtype: LoadOptions["dtype"]): Promise<Pipeline> => {
+    const dir = path.resolve(options.model ?? folder);
+    const asked = options.load?.dtype ?? dtype;
+    if (pipeline && pipelineKey === `${dir}\n${asked}`) return pipeline;
     const previous = pipeline;
-    pipelineFolder = path.resolve(folder);
-    pipeline = load(pipelineFolder, options.load);
+    pipelineKey = `${dir}\n${asked}`;
+    pipeline = load(dir, { ...options.load, dtype: asked });
     pipeline.then((p) => options.onModel?.(p), () => undefined);
     previous?.then((p) => p.dispose(), () => undefined);
     return pipeline;
   };
+  if (options.model !== undefined) {
+    const loaded = await pipelineFor(options.model, "auto");
+    // Known now: "auto" is the dtype it resolved to, which datasets of that dtype need not reload for.
+    if (options.load?.dtype === undefined) pipelineKey = `${path.resolve(options.model)}\n${loaded.dtype}`;
+  }
 
   const datasets = new Map<string, Promise<DatasetContext>>();
   const contextFor = (data: ItemJobData): Promise<DatasetContext> => {
@@ -113,12 +116,15 @@ export async function startWorker(options: WorkerOptions): Promise<DatasetWorker
       const started = performance.now();
       options.onActive?.(data.item);
       const context = await contextFor(data);
-      const sd = await pipelineFor(data.model);
+      const sd = await pipelineFor(data.model, context.spec.dtype);
       // A worker's --model must be the dataset's model at another path, not another model.
       if (sd.contextDim !== context.model.contextDim || JSON.stringify(sd.defaultSize) !== JSON.stringify(context.model.defaultSize))
         throw new InvalidArgumentError(
           `this worker's model ${sd.folder} is not the model of dataset ${data.out} (${context.model.folder}: text width ${context.model.contextDim}, default size ${JSON.stringify(context.model.defaultSize)}); start the worker with --model pointing at that model`,
         );
+      // Images of one dataset come from one dtype (a --dtype given to the worker may be another).
+      if (sd.dtype !== context.spec.dtype)
+        throw new InvalidArgumentError(`this worker's model computes in ${sd.dtype}, and dataset ${data.out} is computed in ${context.spec.dtype}; start the worker with --dtype ${context.spec.dtype}, or without --dtype`);
       const tokens = new Map<number, OptimizedToken>();
       for (const classId of data.item.classes) {
         const c = context.spec.classes.find((k) => k.id === classId);
@@ -189,5 +195,6 @@ async function readDatasetContext(data: ItemJobData): Promise<DatasetContext> {
     throw new UnrecoverableError(`${file} is not the dataset this item was enqueued for (it was replaced by another spec or model): enqueue the dataset again`);
   const { spec, model } = JSON.parse(record) as Partial<Pick<DatasetContext, "spec" | "model">>;
   if (!spec || !Array.isArray(spec.classes) || !model) throw new UnrecoverableError(`${file}: no spec or model in it`);
+  if (typeof spec.dtype !== "string") throw new UnrecoverableError(`${file}: no dtype in its spec (made by an older ovam); enqueue the dataset again`);
   return { spec, model, tokens: new Map() };
 }
