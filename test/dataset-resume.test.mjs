@@ -1,6 +1,7 @@
 // Crash safety of `ovam dataset`, run as a child process: SIGKILL in the middle of a run, then
 // the same command again: every item exactly once in the manifest and every file byte-identical
-// to an uninterrupted run; Ctrl-C stops cleanly (status 130) and resumes the same way.
+// to an uninterrupted run; Ctrl-C stops cleanly (status 130) and resumes the same way; a resume
+// in another dtype is refused.
 import t from "tap";
 import fs from "node:fs";
 import os from "node:os";
@@ -79,4 +80,19 @@ t.test("Ctrl-C stops cleanly with status 130; the rerun finishes the rest", asyn
   t.same(fs.readFileSync(path.join(out, "splits", "train.txt"), "utf8").split("\n").filter(Boolean).length, before, "the split lists what finished");
   t.equal(resume(out).status, 0);
   t.same(differences(snapshot(reference), snapshot(out)), []);
+});
+
+t.test("dataset.json records the dtype used; a resume that would compute in another is refused", async (t) => {
+  // The reference ran in the default, "auto": the record holds what it resolved to on this machine.
+  const sd = await ovam.load();
+  t.teardown(() => sd.dispose());
+  const record = JSON.parse(fs.readFileSync(path.join(reference, "dataset.json"), "utf8"));
+  t.equal(record.spec.dtype, sd.dtype, `dataset.json: spec.dtype ${record.spec.dtype}, what "auto" resolved to`);
+  const other = sd.dtype === "float32" ? "bfloat16" : "float32";
+  const error = await ovam.dataset.run({ ...spec, dtype: other }, { out: reference, baseDir: tmp }).then(() => undefined, (e) => e);
+  t.ok(error instanceof ovam.InvalidArgumentError, `${other}: ${error?.message}`);
+  t.match(error?.message, `computed in ${sd.dtype}, and this run's model computes in ${other}`);
+  t.match(error?.message, `resume with "dtype": "${sd.dtype}" in the spec`);
+  const named = await ovam.dataset.run({ ...spec, dtype: sd.dtype }, { out: reference, baseDir: tmp });
+  t.match(named, { skipped: 12, made: 0 }, `the spec naming ${sd.dtype} resumes it`);
 });

@@ -2,7 +2,8 @@
 // processes on the bundled tiny model: three workers make a 24-item dataset while one of them is
 // SIGKILLed mid-item (every item once in the manifest, files byte-identical to a local run);
 // Redis SIGKILLed and restarted mid-run; a poisoned item failing its attempts while the others
-// finish; enqueueing twice; status; passwords and redacted URLs.
+// finish; workers keeping to the dataset's dtype; enqueueing twice; status; passwords and
+// redacted URLs.
 import t from "tap";
 import fs from "node:fs";
 import os from "node:os";
@@ -161,6 +162,25 @@ t.test("a poisoned item (its token file missing on the workers) fails after its 
   const status = await dataset.status(path.join(tmp, "poison"), { queue: redis.url });
   t.match(status, { total: 3, done: 2, failed: 1, running: 0, waiting: 0 });
   t.match(status.failures[0].error, /poison\.safetensors/);
+});
+
+t.test("workers compute in the dataset's dtype; a worker told another (--dtype) refuses its items", async (t) => {
+  // The producer loads the spec's float32; the pool's workers (no --dtype; "auto" may pick bfloat16 here) follow dataset.json.
+  const spec = smallSpec({ dtype: "float32", prompts: { templates: ["a {class}"], perClass: 1 }, seeds: { base: 700 } });
+  await dataset.run(spec, { out: path.join(tmp, "f32-local"), baseDir: tmp });
+  const queued = await dataset.runQueued(spec, { out: path.join(tmp, "f32-queued"), baseDir: tmp, queue: redis.url, pollMs: 100, backoffMs: 100 });
+  t.match(queued, { done: 3, failures: [] }, "the pool's workers made every item");
+  t.equal(JSON.parse(fs.readFileSync(path.join(tmp, "f32-queued", "dataset.json"), "utf8")).spec.dtype, "float32", "dataset.json records float32");
+  t.same(differences(snapshot(path.join(tmp, "f32-queued")), snapshot(path.join(tmp, "f32-local"))), [], "every file byte-identical to a local float32 run's");
+
+  // A worker of its own queue, told a dtype other than the one sd (the producer here) computes in.
+  const other = sd.dtype === "float32" ? "bfloat16" : "float32";
+  const worker = startWorker(redis.url, ["--queue-name", "ovam-dtype", "--dtype", other]);
+  await ready(worker);
+  const refused = await runQueued(smallSpec({ prompts: { templates: ["a {class}"], perClass: 1 }, seeds: { base: 800 } }), "dtype-refused", { queueName: "ovam-dtype", attempts: 1 });
+  t.equal(refused.failures.length, 3, "every item refused");
+  t.match(refused.failures[0].error, `computes in ${other}, and dataset ${path.join(tmp, "dtype-refused")} is computed in ${sd.dtype}; start the worker with --dtype ${sd.dtype}`, "the error names both dtypes and the fix");
+  await worker.kill();
 });
 
 t.test("enqueueing twice adds nothing; status counts the waiting items", async (t) => {
