@@ -110,7 +110,7 @@ async function main() {
   sd.dispose();
 
   const ms = (s) => (s * 1e3).toFixed(1);
-  console.log(`\novam dataset benchmark (tiny-sd1, ${items} items, ${spec.generate.steps} steps, median of ${rounds} rounds)`);
+  console.log(`\novam dataset benchmark (tiny-sd1 in ${sd.dtype}, ${items} items, ${spec.generate.steps} steps, median of ${rounds} rounds)`);
   console.log(`  dataset.run() wall             ${wall.toFixed(2)} s  (${ms(wall / items)} ms/item)`);
   console.log(`  its generate + attribute calls  ${inRun.toFixed(2)} s  (${ms(inRun / items)} ms/item)`);
   console.log(`  overhead                       ${(overhead * 100).toFixed(1)} %  (target ≤ 10 %)`);

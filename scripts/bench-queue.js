@@ -67,7 +67,7 @@ async function main() {
         await Promise.all(workers.map((w) => new Promise((resolve) => (w.child.exitCode !== null ? resolve() : w.child.on("exit", resolve)))));
       }
     }
-    console.log(`dataset queue, bundled tiny model, ${items} items × ${STEPS} steps, ${os.cpus().length} cores (load average ${os.loadavg()[0].toFixed(1)})`);
+    console.log(`dataset queue, bundled tiny model in ${sd.dtype}, ${items} items × ${STEPS} steps, ${os.cpus().length} cores (load average ${os.loadavg()[0].toFixed(1)})`);
     console.log(`${"".padEnd(20)} ${"wall s".padStart(8)} ${"items/s".padStart(8)} ${"vs local".padStart(9)}`);
     for (const [name, seconds] of rows)
       console.log(`${name.padEnd(20)} ${seconds.toFixed(2).padStart(8)} ${(items / seconds).toFixed(2).padStart(8)} ${`${(local / seconds).toFixed(2)}×`.padStart(9)}`);
