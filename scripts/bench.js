@@ -1,7 +1,8 @@
 #!/usr/bin/env node
-// npm run bench [-- --quick --device cuda ...]: builds the native benchmark with the same CMake
-// project (OVAM_BUILD_BENCH=ON) and runs it from the package root, then the rows measured on the
-// built library (scripts/bench-eval.js, scripts/bench-dataset.js), which join the same --json file.
+// npm run bench [-- --quick --device cuda ... --compare FILE.json]: builds the native benchmark with
+// the same CMake project (OVAM_BUILD_BENCH=ON) and runs it from the package root, then the rows
+// measured on the built library (scripts/bench-eval.js, scripts/bench-dataset.js), which join the
+// same --json file. --compare prints the change against an earlier result (scripts/bench-compare.js).
 const { execFileSync } = require("node:child_process");
 const fs = require("node:fs");
 const path = require("node:path");
@@ -11,27 +12,52 @@ if (process.argv.includes("--queue")) {
   require("./bench-queue.js");
   return;
 }
+const { loadResult, compare, reportError } = require("./bench-compare.js");
 const root = path.resolve(__dirname, "..");
-const cmakeJs = path.join(root, "node_modules", ".bin", "cmake-js");
-// configure, not compile: compile skips CMake when build/ is already configured (by npm install),
-// and the bench option would never reach the cache.
-execFileSync(cmakeJs, ["configure", "--CDCMAKE_BUILD_TYPE=Release", "--CDOVAM_BUILD_BENCH=ON"], { cwd: root, stdio: "inherit" });
-execFileSync(cmakeJs, ["build"], { cwd: root, stdio: "inherit" });
-const candidates = ["build/Release/ovam_bench", "build/ovam_bench"].map((p) => path.join(root, p));
-const binary = candidates.find((p) => fs.existsSync(p));
-if (!binary) {
-  console.error("ovam bench: the benchmark binary was not built (looked in build/Release and build)");
-  process.exit(1);
+const { UsageError } = require(path.join(root, "dist", "cli", "args.js"));
+
+async function main() {
+  // --compare FILE is ours: the native binary refuses options it does not know.
+  const args = process.argv.slice(2);
+  const at = args.indexOf("--compare");
+  const compareFile = at >= 0 ? args.splice(at, 2)[1] : undefined;
+  if (at >= 0 && (compareFile === undefined || compareFile.startsWith("--")))
+    throw new UsageError("--compare needs a value: the JSON file of an earlier run (accepted: --compare FILE.json)");
+  // Read and checked before the run: a bad file fails in a second, not after the benchmark, and
+  // FILE may be the --json file this run overwrites.
+  const before = compareFile === undefined ? undefined : await loadResult(compareFile, "--compare");
+
+  const cmakeJs = path.join(root, "node_modules", ".bin", "cmake-js");
+  // configure, not compile: compile skips CMake when build/ is already configured (by npm install),
+  // and the bench option would never reach the cache.
+  execFileSync(cmakeJs, ["configure", "--CDCMAKE_BUILD_TYPE=Release", "--CDOVAM_BUILD_BENCH=ON"], { cwd: root, stdio: "inherit" });
+  execFileSync(cmakeJs, ["build"], { cwd: root, stdio: "inherit" });
+  const candidates = ["build/Release/ovam_bench", "build/ovam_bench"].map((p) => path.join(root, p));
+  const binary = candidates.find((p) => fs.existsSync(p));
+  if (!binary) {
+    console.error("ovam bench: the benchmark binary was not built (looked in build/Release and build)");
+    return 1;
+  }
+  // The thread-pool settings the library uses (ts/native.ts): short spins, or libtorch's OpenMP pool
+  // and OpenBLAS's pool steal each other's cores and timings swing 3× from run to run.
+  const env = { GOMP_SPINCOUNT: "10000", OPENBLAS_THREAD_TIMEOUT: "4", ...process.env };
+  const json = args.includes("--json") ? args[args.indexOf("--json") + 1] : "bench-results.json";
+  try {
+    execFileSync(binary, args, { cwd: root, stdio: "inherit", env });
+    execFileSync(process.execPath, [path.join(__dirname, "bench-eval.js"), "--json", json, ...(args.includes("--quick") ? ["--quick"] : [])], { cwd: root, stdio: "inherit", env });
+    execFileSync(process.execPath, [path.join(__dirname, "bench-dataset.js"), "--json", json], { cwd: root, stdio: "inherit", env });
+  } catch (e) {
+    return e.status || 1;
+  }
+  if (before) console.log(`\n${compare(before, await loadResult(path.resolve(root, json), "--json"), { before: compareFile, after: json }).join("\n")}`);
+  return 0;
 }
-// The thread-pool settings the library uses (ts/native.ts): short spins, or libtorch's OpenMP pool
-// and OpenBLAS's pool steal each other's cores and timings swing 3× from run to run.
-const env = { GOMP_SPINCOUNT: "10000", OPENBLAS_THREAD_TIMEOUT: "4", ...process.env };
-const args = process.argv.slice(2);
-const json = args.includes("--json") ? args[args.indexOf("--json") + 1] : "bench-results.json";
-try {
-  execFileSync(binary, args, { cwd: root, stdio: "inherit", env });
-  execFileSync(process.execPath, [path.join(__dirname, "bench-eval.js"), "--json", json, ...(args.includes("--quick") ? ["--quick"] : [])], { cwd: root, stdio: "inherit", env });
-  execFileSync(process.execPath, [path.join(__dirname, "bench-dataset.js"), "--json", json], { cwd: root, stdio: "inherit", env });
-} catch (e) {
-  process.exit(e.status || 1);
-}
+
+main().then(
+  (status) => {
+    process.exitCode = status;
+  },
+  (error) => {
+    process.exitCode = reportError("ovam bench", error);
+  },
+);

@@ -52,26 +52,37 @@ t.test("the text key cache: hits on a repeated text, same maps as without it, bo
 
 t.test("attention in blocks of queries equals whole-matrix attention", async (t) => {
   // At 512×384 the tiny UNet's 64×48 self-attention holds 2 (guidance) × 2 heads × 3072² float32
-  // scores, 144 MiB: past the 128 MiB a block may hold, so it runs in two blocks of queries. A
-  // self-attention capture needs whole matrices and takes the unblocked path: the two must agree.
-  const sd = await ovam.load({ dtype: "float32" });
-  t.teardown(() => sd.dispose());
-  const request = { prompt: "a car", steps: 1, seed: 5, width: 512, height: 384 };
-  const blocked = await ovam.generate(sd, request);
-  const whole = await ovam.generate(sd, { ...request, capture: { selfAttention: { sides: [64] } } });
-  const diff = relL2(blocked.latents.data, whole.latents.data);
-  t.ok(diff < 1e-6, `latents relL2 ${diff.toExponential(2)} < 1e-6`);
-  t.ok(same(blocked.pixels, whole.pixels) || relL2(Float32Array.from(blocked.pixels), Float32Array.from(whole.pixels)) < 1e-3, "and the decoded image");
-  t.same(whole.selfAttentionGrids.map((g) => [g.height, g.width]), [[48, 64]], "the capture held the 64×48 self-attention (the comparison is between the two paths)");
-  for (const image of [blocked, whole]) image.dispose();
+  // scores, 144 MiB: past the default 128 MiB block, so it runs in two blocks of queries, and with
+  // attentionBlockBytes 1 MiB in 146 blocks (the VAE's attention too). attentionBlockBytes 0 forms
+  // whole matrices. The self-attention capture sums the blocks as they come.
+  const [blocked, tiny, whole] = await Promise.all(
+    [undefined, 2 ** 20, 0].map((attentionBlockBytes) => ovam.load({ dtype: "float32", attentionBlockBytes })),
+  );
+  t.teardown(() => [blocked, tiny, whole].forEach((p) => p.dispose()));
+  const request = { prompt: "a car", steps: 1, seed: 5, width: 512, height: 384, capture: { selfAttention: { sides: [64] } } };
+  const reference = await ovam.generate(whole, request);
+  for (const [name, sd] of [["default 128 MiB blocks", blocked], ["1 MiB blocks", tiny]]) {
+    const image = await ovam.generate(sd, request);
+    const latents = relL2(image.latents.data, reference.latents.data);
+    t.ok(latents < 1e-6, `${name}: latents relL2 ${latents.toExponential(2)} < 1e-6`);
+    const pixels = relL2(Float32Array.from(image.pixels), Float32Array.from(reference.pixels));
+    t.ok(pixels < 1e-3, `${name}: decoded image relL2 ${pixels.toExponential(2)} < 1e-3`);
+    t.same(image.selfAttentionGrids, reference.selfAttentionGrids, `${name}: the same grids, each call counted once`);
+    t.same(image.selfAttentionGrids.map((g) => [g.height, g.width]), [[48, 64]], `${name}: the 64×48 self-attention was captured`);
+    const grid = relL2((await image.selfAttention(64)).data, (await reference.selfAttention(64)).data);
+    t.ok(grid < 1e-6, `${name}: its self-attention mean relL2 ${grid.toExponential(2)} < 1e-6`);
+    image.dispose();
+  }
+  reference.dispose();
 });
 
-t.test("load options: textKeyCacheBytes is checked; dtype auto is the default, float32 stays float32", async (t) => {
-  for (const bad of [-1, 1.5, "64"]) {
-    const error = await ovam.load({ textKeyCacheBytes: bad }).then(() => undefined, (e) => e);
-    t.ok(error instanceof ovam.InvalidOptionError, `textKeyCacheBytes ${JSON.stringify(bad)}: ${error?.message}`);
-    t.equal(error?.option, "textKeyCacheBytes");
-  }
+t.test("load options: textKeyCacheBytes and attentionBlockBytes are checked; dtype auto is the default, float32 stays float32", async (t) => {
+  for (const option of ["textKeyCacheBytes", "attentionBlockBytes"])
+    for (const bad of [-1, 1.5, "64"]) {
+      const error = await ovam.load({ [option]: bad }).then(() => undefined, (e) => e);
+      t.ok(error instanceof ovam.InvalidOptionError, `${option} ${JSON.stringify(bad)}: ${error?.message}`);
+      t.equal(error?.option, option);
+    }
   const bf16 = fs.readFileSync("/proc/cpuinfo", "utf8").match(/^flags\s*:.*\b(avx512_bf16|amx_bf16)\b/m) !== null;
   const expected = bf16 ? "bfloat16" : "float32";
   const [byDefault, auto, exact] = [await ovam.load(), await ovam.load({ dtype: "auto" }), await ovam.load({ dtype: "float32" })];

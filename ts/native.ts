@@ -15,6 +15,7 @@ export interface NativeLoadOptions {
   dtype: string; // "auto" | "float32" | "float16" | "bfloat16"
   threads: number; // 0 = the machine's cores
   textKeyCacheBytes: number;
+  attentionBlockBytes: number;
 }
 
 export interface NativeCaptureOptions {

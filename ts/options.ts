@@ -51,6 +51,12 @@ export interface LoadOptions {
    */
   textKeyCacheBytes?: number;
   /**
+   * Largest attention score matrix formed at once, in bytes; larger ones (the 64×64 self-attention
+   * at 512² holds 1 GiB) are formed a block of queries at a time, with the same results. Default
+   * 128 MiB; 0 forms whole matrices. Lower it to trade a little speed for memory.
+   */
+  attentionBlockBytes?: number;
+  /**
    * Bytes a generate() or attribute() call may be estimated to need (attention matrices, captured
    * attention, outputs) before it is refused; default 80 % of the machine's memory.
    */
@@ -262,6 +268,7 @@ export const loadSchema = options({
   dtype: loadDtype(),
   threads: integer(0, 1024, "an integer from 0 (all cores) to 1024").default(0),
   textKeyCacheBytes: integer(0, Number.MAX_SAFE_INTEGER, "a number of bytes, an integer ≥ 0").default(64 * 2 ** 20),
+  attentionBlockBytes: integer(0, Number.MAX_SAFE_INTEGER, "a number of bytes, an integer ≥ 0 (0: whole matrices)").default(128 * 2 ** 20),
   memoryBudget: finite("a number of bytes > 0", (v) => v > 0).optional(),
 });
 

@@ -237,6 +237,7 @@ Napi::Value LoadPipeline(const Napi::CallbackInfo& info) {
     options.dtype = get_string(o, "dtype", "float32");
     options.threads = int(get_number(o, "threads", 0));
     options.text_key_cache_bytes = int64_t(get_number(o, "textKeyCacheBytes", double(options.text_key_cache_bytes)));
+    options.attention_block_bytes = int64_t(get_number(o, "attentionBlockBytes", double(options.attention_block_bytes)));
   }
   return Job::queue(env, [folder, options]() {
     auto loaded = StableDiffusion::load(folder, options);

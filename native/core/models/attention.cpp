@@ -28,7 +28,7 @@ void AttentionImpl::build(int64_t query_dim, int64_t context_dim, bool bias) {
 }
 
 torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& context, const Observe& on_queries,
-                                     const Observe& on_probs) {
+                                     const ObserveProbs& on_probs) {
   if (!group_norm) return attend(x, context.defined() ? context : x, on_queries, on_probs);
   // The VAE's spatial form: [B, C, H, W] as a sequence of H·W tokens, normalised over channels groups.
   const auto b = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
@@ -38,7 +38,7 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor
 }
 
 torch::Tensor AttentionImpl::attend(const torch::Tensor& x, const torch::Tensor& context, const Observe& on_queries,
-                                    const Observe& on_probs) {
+                                    const ObserveProbs& on_probs) {
   const auto b = x.size(0), n = x.size(1), t = context.size(1);
   auto split_heads = [&](const torch::Tensor& y, int64_t len) { return y.view({b, len, heads, head_dim}).transpose(1, 2); };
   auto queries = to_q(x);
@@ -51,27 +51,27 @@ torch::Tensor AttentionImpl::attend(const torch::Tensor& x, const torch::Tensor&
   }
   // q·kᵀ and probs·v, for the benchmarks' FLOP count (the projections count themselves).
   nn::FlopCount::add(4.0 * double(b * heads * n * t * head_dim));
-  auto weigh = [&](const torch::Tensor& rows) {
+  auto weigh = [&](const torch::Tensor& rows, int64_t first) {
     // Not baddbmm on an uninitialised tensor (NaN in this libtorch build; see ENGINEERING.md).
     auto scores = torch::matmul(rows, k.transpose(-1, -2)) * scale;
     if (upcast_softmax) scores = scores.to(torch::kFloat32);
     auto probs = scores.softmax(-1);
-    if (on_probs) on_probs(probs);
+    if (on_probs) on_probs(probs, first);
     return torch::matmul(probs.to(dtype), v);
   };
   // Each query's softmax is its own row, so large score matrices are formed a block of queries
   // at a time: SD's 64×64 self-attention at 512² would otherwise hold 2 × 8 × 4096² float32
-  // scores (1 GiB) and as many probabilities. The self-attention capture needs whole matrices.
+  // scores (1 GiB) and as many probabilities. The self-attention capture sums blocks as they come.
   const int64_t score_bytes = b * heads * n * t * int64_t(sizeof(float));
   torch::Tensor out;
-  if (on_probs || score_bytes <= kMaxScoreBytes) {
-    out = weigh(q);
+  if (max_score_bytes <= 0 || score_bytes <= max_score_bytes) {
+    out = weigh(q, 0);
   } else {
-    const int64_t rows = std::max<int64_t>(1, n * kMaxScoreBytes / score_bytes);
+    const int64_t rows = std::max<int64_t>(1, n * max_score_bytes / score_bytes);
     out = torch::empty({b, heads, n, v.size(-1)}, v.options());
     for (int64_t first = 0; first < n; first += rows) {
       const int64_t end = std::min(n, first + rows);
-      out.slice(2, first, end).copy_(weigh(q.slice(2, first, end)));
+      out.slice(2, first, end).copy_(weigh(q.slice(2, first, end), first));
     }
   }
   return to_out(out.transpose(1, 2).reshape({b, n, heads * head_dim}));
@@ -106,9 +106,10 @@ BasicTransformerBlockImpl::BasicTransformerBlockImpl(int64_t dim, const Transfor
 
 torch::Tensor BasicTransformerBlockImpl::forward(const torch::Tensor& x, const torch::Tensor& context,
                                                  CrossAttentionObserver* observer, int64_t height, int64_t width) {
-  AttentionImpl::Observe see_probs, see_queries;
+  AttentionImpl::Observe see_queries;
+  AttentionImpl::ObserveProbs see_probs;
   if (observer) {
-    see_probs = [&](const torch::Tensor& probs) { observer->on_self_attention(probs, height, width); };
+    see_probs = [&](const torch::Tensor& probs, int64_t first) { observer->on_self_attention(probs, first, height, width); };
     see_queries = [&](const torch::Tensor& queries) { observer->on_cross_attention(attn2_path, *attn2, queries, height, width); };
   }
   auto h = attn1->forward(norm1(x), {}, {}, see_probs) + x;
@@ -146,6 +147,11 @@ torch::Tensor Transformer2DModelImpl::forward(const torch::Tensor& x, const torc
   for (auto& block : transformer_blocks) h = block->forward(h, context, observer, height, width);
   h = use_linear_projection ? to_grid(project(proj_out, h)) : project(proj_out, to_grid(h));
   return h + x;
+}
+
+void set_attention_block_bytes_of(torch::nn::Module& model, int64_t bytes) {
+  for (const auto& m : model.modules())
+    if (auto* attention = dynamic_cast<AttentionImpl*>(m.get())) attention->max_score_bytes = bytes;
 }
 
 }  // namespace ovam

@@ -17,13 +17,14 @@ class AttentionImpl;
 // Called by every cross-attention (attn2) with its queries, to_q of its input, as the attention
 // computes them (storing them costs a copy, not a second projection): OVAM's store hooks here.
 // `queries` is [B, h·w, heads·head_dim] for the latent grid of this block, h × w.
-// Self-attention (attn1) reports its softmax probabilities [B, heads, h·w, h·w] the same way.
+// Self-attention (attn1) reports its softmax probabilities the same way, a block of queries at a
+// time: [B, heads, rows, h·w] for the queries first_query … first_query + rows.
 class CrossAttentionObserver {
  public:
   virtual ~CrossAttentionObserver() = default;
   virtual void on_cross_attention(const std::string& block, const AttentionImpl& attention, const torch::Tensor& queries,
                                   int64_t height, int64_t width) = 0;
-  virtual void on_self_attention(const torch::Tensor& probs, int64_t height, int64_t width) {}
+  virtual void on_self_attention(const torch::Tensor& probs, int64_t first_query, int64_t height, int64_t width) {}
 };
 
 class AttentionImpl : public torch::nn::Module {
@@ -37,12 +38,16 @@ class AttentionImpl : public torch::nn::Module {
   // x [B, N, C], context [B, T, Cc] (or undefined for self-attention) → [B, N, C].
   // With group_norm (the VAE), x is [B, C, H, W] and so is the result.
   // `on_queries`, when set, sees to_q(x) before the attention uses it; `on_probs` the softmax
-  // probabilities [B, heads, N, T] (float32 where the softmax is upcast) before they weight v.
+  // probabilities of each block of queries, [B, heads, rows, T] from query `first` (float32 where
+  // the softmax is upcast), before they weight v.
   using Observe = std::function<void(const torch::Tensor&)>;
+  using ObserveProbs = std::function<void(const torch::Tensor& probs, int64_t first)>;
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& context = {}, const Observe& on_queries = {},
-                        const Observe& on_probs = {});
-  // Largest attention score matrix (bytes) formed at once; larger ones go a block of queries at a time.
-  static constexpr int64_t kMaxScoreBytes = int64_t(128) << 20;
+                        const ObserveProbs& on_probs = {});
+  // Largest attention score matrix (bytes) formed at once; larger ones go a block of queries at a
+  // time (0: whole matrices). Set per pipeline with set_attention_block_bytes.
+  static constexpr int64_t kDefaultMaxScoreBytes = int64_t(128) << 20;
+  int64_t max_score_bytes = kDefaultMaxScoreBytes;
   int64_t heads, head_dim;
   double scale;  // head_dim^-0.5
   bool upcast_attention;  // scores and softmax in float32
@@ -53,9 +58,12 @@ class AttentionImpl : public torch::nn::Module {
  private:
   void build(int64_t query_dim, int64_t context_dim, bool bias);
   torch::Tensor attend(const torch::Tensor& x, const torch::Tensor& context, const Observe& on_queries,
-                       const Observe& on_probs);
+                       const ObserveProbs& on_probs);
 };
 TORCH_MODULE(Attention);
+
+// Sets max_score_bytes on every attention inside `model`.
+void set_attention_block_bytes_of(torch::nn::Module& model, int64_t bytes);
 
 // proj (to 2 × inner), value half × GELU(gate half).
 class GEGLUImpl : public torch::nn::Module {

@@ -51,8 +51,8 @@ void AttentionStore::on_cross_attention(const std::string& block, const Attentio
   b.steps += 1;
 }
 
-void AttentionStore::on_self_attention(const torch::Tensor& probs, int64_t height, int64_t width) {
-  if (self_attention_) self_attention_->add(probs, branch_row(options_.self_attention.branch, batch_rows_), height, width);
+void AttentionStore::on_self_attention(const torch::Tensor& probs, int64_t first_query, int64_t height, int64_t width) {
+  if (self_attention_) self_attention_->add(probs, branch_row(options_.self_attention.branch, batch_rows_), first_query, height, width);
 }
 
 void AttentionStore::finish() {

@@ -44,7 +44,7 @@ class AttentionStore : public CrossAttentionObserver {
   }
   void on_cross_attention(const std::string& block, const AttentionImpl& attention, const torch::Tensor& queries,
                           int64_t height, int64_t width) override;
-  void on_self_attention(const torch::Tensor& probs, int64_t height, int64_t width) override;
+  void on_self_attention(const torch::Tensor& probs, int64_t first_query, int64_t height, int64_t width) override;
 
   // After the last step: rounds streaming sums to the storage dtype, turns self-attention sums into means.
   void finish();

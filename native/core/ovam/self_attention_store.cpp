@@ -6,7 +6,7 @@
 
 namespace ovam {
 
-void SelfAttentionStore::add(const torch::Tensor& probs, int64_t row, int64_t height, int64_t width) {
+void SelfAttentionStore::add(const torch::Tensor& probs, int64_t row, int64_t first_query, int64_t height, int64_t width) {
   const int64_t side = std::max(height, width);
   const auto& sides = options_.sides;
   if (!sides.empty() && std::find(sides.begin(), sides.end(), side) == sides.end()) return;
@@ -20,10 +20,11 @@ void SelfAttentionStore::add(const torch::Tensor& probs, int64_t row, int64_t he
     grids_.push_back(std::move(g));
     it = grids_.end() - 1;
   }
-  // The mean over heads of this call, summed over calls; divided once in finish().
+  // The mean over heads of this call, summed over calls; divided once in finish(). A call arrives
+  // in blocks of queries, counted once, at its first.
   const auto heads = probs.size(1);
-  it->matrix.add_(probs[row].sum(0), 1.0 / double(heads));
-  it->calls += 1;
+  it->matrix.slice(0, first_query, first_query + probs.size(2)).add_(probs[row].sum(0), 1.0 / double(heads));
+  if (first_query == 0) it->calls += 1;
 }
 
 void SelfAttentionStore::finish() {

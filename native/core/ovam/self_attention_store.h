@@ -26,8 +26,9 @@ struct SelfAttentionGrid {
 class SelfAttentionStore {
  public:
   explicit SelfAttentionStore(SelfAttentionOptions options) : options_(std::move(options)) {}
-  // `probs` [B, heads, h·w, h·w] as attn1 computed them; `row` is the batch row of the kept branch.
-  void add(const torch::Tensor& probs, int64_t row, int64_t height, int64_t width);
+  // `probs` [B, heads, rows, h·w] as attn1 computed them for the queries from `first_query`;
+  // `row` is the batch row of the kept branch.
+  void add(const torch::Tensor& probs, int64_t row, int64_t first_query, int64_t height, int64_t width);
   // After the last step: sums become means.
   void finish();
 

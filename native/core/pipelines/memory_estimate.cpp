@@ -1,6 +1,7 @@
 #include "pipelines/memory_estimate.h"
 
 #include <algorithm>
+#include <limits>
 
 #include "schedulers/scheduler.h"
 
@@ -38,11 +39,10 @@ MemoryEstimate estimate_generation(StableDiffusion& sd, const GenerateOptions& o
   const int64_t levels = int64_t(sd.unet->config().block_out_channels.size());
   const double batch = options.guidance_scale > 1.0 ? 2 : 1;
   // Scores and their softmax, counted at 4 bytes (attention may upcast to float32); attention
-  // forms at most kMaxScoreBytes of scores at once unless the self-attention capture needs them all.
-  const bool whole = options.capture.self_attention.enabled;
-  auto attention_bytes = [whole](double rows, double heads, double cells) {
-    const double scores = rows * heads * cells * cells * 4;
-    return 2 * (whole ? scores : std::min(scores, double(AttentionImpl::kMaxScoreBytes)));
+  // forms at most the pipeline's attention_block_bytes of scores at once.
+  const double block = sd.attention_block_bytes > 0 ? double(sd.attention_block_bytes) : std::numeric_limits<double>::infinity();
+  auto attention_bytes = [block](double rows, double heads, double cells) {
+    return 2 * std::min(rows * heads * cells * cells * 4, block);
   };
   const double latent_cells = double(height) * double(width);
   e.attention = attention_bytes(1, 1, latent_cells);  // the VAE's mid-block attention, one head

@@ -79,7 +79,15 @@ std::shared_ptr<StableDiffusion> StableDiffusion::load(const std::string& folder
   sd->dtype = options.dtype == "auto" ? auto_dtype(sd->device) : parse_dtype(options.dtype);
   sd->text_key_cache.set_capacity(options.text_key_cache_bytes);
   sd->load_components(root, LoadOptions{sd->device, sd->dtype, true}, model_index);
+  sd->set_attention_block_bytes(options.attention_block_bytes);
   return sd;
+}
+
+void StableDiffusion::set_attention_block_bytes(int64_t bytes) {
+  if (bytes < 0) throw Error(code::kInvalidArgument, "attention block bytes must be ≥ 0 (0: whole matrices), got " + std::to_string(bytes));
+  attention_block_bytes = bytes;
+  ovam::set_attention_block_bytes_of(*unet, bytes);
+  ovam::set_attention_block_bytes_of(*vae, bytes);
 }
 
 void StableDiffusion::load_components(const fs::path& root, const LoadOptions& load, const Config&) {

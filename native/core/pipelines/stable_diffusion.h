@@ -27,6 +27,7 @@ struct PipelineOptions {
   std::string dtype = "float32";  // or "auto": bfloat16 where the device computes it natively (auto_dtype)
   int threads = 0;  // intra-op threads; 0 = the machine's cores
   int64_t text_key_cache_bytes = int64_t(64) << 20;  // recent texts' attribution keys (0: none)
+  int64_t attention_block_bytes = AttentionImpl::kDefaultMaxScoreBytes;  // largest scores formed at once (0: no limit)
 };
 
 struct GenerateOptions {
@@ -96,6 +97,9 @@ class StableDiffusion {
   virtual Conditioning condition(const GenerateOptions& options, int64_t height, int64_t width, bool guided);
   Generation generate(const GenerateOptions& options, const Progress& progress = {});
   int64_t vae_scale_factor() const;
+  // Caps every attention's score matrix (UNet and VAE) at `bytes`, a block of queries at a time;
+  // 0 forms whole matrices.
+  void set_attention_block_bytes(int64_t bytes);
   // Width of the text embeddings the UNet attends to (attribution and optimised tokens use it).
   int64_t context_dim() const { return unet->config().cross_attention_dim; }
   virtual double default_guidance_scale() const { return 7.5; }
@@ -110,6 +114,7 @@ class StableDiffusion {
   std::string scheduler_class;
   std::shared_ptr<Config> scheduler_config;
   TextKeyCache text_key_cache;
+  int64_t attention_block_bytes = AttentionImpl::kDefaultMaxScoreBytes;
 
  protected:
   // Each component of the folder (model_index.json given); SDXL adds its second encoder.
