@@ -52,7 +52,7 @@ torch::Tensor EncoderImpl::forward(const torch::Tensor& image) {
   auto x = conv_in(image);
   for (auto& block : down_blocks) x = block->forward(x, {});
   x = mid_block->forward(x, {});
-  return conv_out(torch::silu(conv_norm_out(x)));
+  return conv_out(nn::silu_temporary(conv_norm_out(x)));
 }
 
 DecoderImpl::DecoderImpl(const VaeConfig& c) {
@@ -73,7 +73,7 @@ DecoderImpl::DecoderImpl(const VaeConfig& c) {
 torch::Tensor DecoderImpl::forward(const torch::Tensor& latents) {
   auto x = mid_block->forward(conv_in(latents), {});
   for (auto& block : up_blocks) x = block->forward(x, {});
-  return conv_out(torch::silu(conv_norm_out(x)));
+  return conv_out(nn::silu_temporary(conv_norm_out(x)));
 }
 
 AutoencoderKLImpl::AutoencoderKLImpl(const VaeConfig& config) : config_(config) {

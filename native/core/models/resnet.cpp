@@ -14,10 +14,11 @@ ResnetBlock2DImpl::ResnetBlock2DImpl(int64_t in_channels, int64_t out_channels, 
 }
 
 torch::Tensor ResnetBlock2DImpl::forward(const torch::Tensor& x, const torch::Tensor& temb) {
-  auto h = conv1(torch::silu(norm1(x)));
+  auto h = conv1(nn::silu_temporary(norm1(x)));
   if (time_emb_proj) h = h + time_emb_proj(torch::silu(temb)).unsqueeze(-1).unsqueeze(-1);
-  h = conv2(torch::silu(norm2(h)));
-  return (conv_shortcut ? conv_shortcut(x) : x) + h;
+  h = conv2(nn::silu_temporary(norm2(h)));
+  // In place on conv2's fresh output (its gradient needs no output), one activation fewer.
+  return h.add_(conv_shortcut ? conv_shortcut(x) : x);
 }
 
 Downsample2DImpl::Downsample2DImpl(int64_t channels, int64_t padding) {

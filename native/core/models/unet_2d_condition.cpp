@@ -158,7 +158,7 @@ torch::Tensor UNet2DConditionModelImpl::forward(const torch::Tensor& sample, con
   for (auto& block : down_blocks) x = block->forward(x, in, &skips);
   x = mid_block->forward(x, in);
   for (auto& block : up_blocks) x = block->forward(x, in, &skips);
-  return conv_out(torch::silu(conv_norm_out(x)));
+  return conv_out(nn::silu_temporary(conv_norm_out(x)));
 }
 
 torch::Tensor UNet2DConditionModelImpl::text_time_embedding(const AddedConditions& added, int64_t batch,

@@ -34,6 +34,11 @@ class FlopCount {
   FlopCount* previous_;
 };
 
+// SiLU of a temporary no one else holds (a norm's output), in place: at 512² the VAE decoder's
+// activations are 134–268 MB each, and a second copy set its peak. Out of place when autograd
+// records it (silu's gradient needs the input).
+inline torch::Tensor silu_temporary(torch::Tensor x) { return x.requires_grad() ? torch::silu(x) : torch::silu_(x); }
+
 class LinearImpl : public torch::nn::Module {
  public:
   LinearImpl(int64_t in, int64_t out, bool bias = true);
