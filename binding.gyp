@@ -30,6 +30,7 @@
         "native/core/ovam/attention_store.cpp",
         "native/core/ovam/attribution.cpp",
         "native/core/ovam/softmax_scores.cpp",
+        "native/core/ovam/summed_queries.cpp",
         "native/core/ovam/optimize.cpp",
         "native/core/ovam/self_attention_store.cpp",
         "native/core/ovam/refine.cpp",

@@ -1,4 +1,5 @@
-// Attribution's fused softmax pass, and its gradient in the keys (token optimisation), against
+// Attribution's fused softmax pass, and its gradient in the keys (token optimisation), and the
+// linear mode's one-pass sum of the queries over steps, against
 // the same by libtorch tensor operations and autograd, on shapes
 // that hit every edge of the kernel: pixel counts that are not multiples of 8 (padded lanes),
 // head sizes that are not multiples of 8 (or even: small tiles split j in two), token counts
@@ -62,6 +63,22 @@ for (const [i, c] of cases.entries()) {
         worst = Math.max(worst, Math.abs(sum - c.steps));
       }
     t.ok(worst < 1e-4 * c.steps, `rows sum to the step count (worst ${worst.toExponential(2)})`);
+  });
+}
+
+// The linear pass sums runs of 32768 values of a head's pixels over every step: these shapes
+// give one short run, runs that end mid-pixel and a last partial run.
+for (const [i, c] of [
+  { heads: 2, steps: 3, n: 13, d: 40 },
+  { heads: 3, steps: 5, n: 1030, d: 40 },
+  { heads: 2, steps: 1, n: 4096, d: 17 },
+].entries()) {
+  t.test(`linear: queries summed over ${c.steps} steps, ${c.heads} heads × ${c.n} pixels × ${c.d}`, async (t) => {
+    const queries = tensor([c.heads, c.steps, c.n, c.d], 2, random(2000 + i));
+    const { pass, tensor: reference } = await native().components.summedQueries(queries);
+    t.same(pass.shape, [c.heads, c.n, c.d], "shape [heads, pixels, head size]");
+    const err = relL2(pass.data, reference.data);
+    t.ok(err < 1e-6, `relL2 ${err.toExponential(2)} < 1e-6 against libtorch's sum`);
   });
 }
 

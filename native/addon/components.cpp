@@ -6,6 +6,7 @@
 #include "addon/convert.h"
 #include "ovam/refine.h"
 #include "ovam/softmax_scores.h"
+#include "ovam/summed_queries.h"
 #include "pipelines/stable_diffusion.h"
 #include "schedulers/scheduler.h"
 #include "util/safetensors.h"
@@ -98,6 +99,23 @@ Napi::Value SoftmaxScores(const Napi::CallbackInfo& info) {
       o.Set("gradFused", tensor_to_js(env, grad_fused));
       o.Set("gradTensor", tensor_to_js(env, grad_tensor));
       o.Set("fusedAvailable", fused_softmax_available());
+      return o;
+    };
+  });
+}
+
+// summedQueries(queries [heads, S, n, d]) → { pass, tensor }: the linear attribution's sum over
+// steps [heads, n, d] by its one-pass loop and by libtorch's sum.
+Napi::Value SummedQueries(const Napi::CallbackInfo& info) {
+  if (info.Length() < 1) throw_js(info.Env(), code::kInvalidArgument, "summedQueries(queries)");
+  auto queries = tensor_from_js(info[0], "queries");
+  if (queries.dim() != 4) throw_js(info.Env(), code::kInvalidArgument, "summedQueries: queries [heads, S, n, d]");
+  return Job::queue(info.Env(), [queries]() {
+    auto pass = summed_queries(queries, torch::kFloat32), tensor = queries.sum(1);
+    return [pass, tensor](Napi::Env env) -> Napi::Value {
+      auto o = Napi::Object::New(env);
+      o.Set("pass", tensor_to_js(env, pass));
+      o.Set("tensor", tensor_to_js(env, tensor));
       return o;
     };
   });
@@ -318,6 +336,7 @@ Napi::Object init_components(Napi::Env env) {
   o.Set("textEncoder", Napi::Function::New(env, TextEncoder));
   o.Set("unet", Napi::Function::New(env, UNet));
   o.Set("softmaxScores", Napi::Function::New(env, SoftmaxScores));
+  o.Set("summedQueries", Napi::Function::New(env, SummedQueries));
   o.Set("selfAttentionRefine", Napi::Function::New(env, SelfAttentionRefine));
   o.Set("vaeDecode", Napi::Function::New(env, VaeDecode));
   o.Set("vaeEncode", Napi::Function::New(env, VaeEncode));

@@ -5,6 +5,7 @@
 #include <map>
 
 #include "ovam/softmax_scores.h"
+#include "ovam/summed_queries.h"
 #include "util/errors.h"
 
 namespace ovam {
@@ -52,7 +53,7 @@ torch::Tensor block_maps(const StoredBlock& block, const torch::Tensor& keys, co
   if (options.mode == "linear") {
     // Linear in the queries: summing steps first is exact and reads the store once.
     // The sum accumulates in the keys' float32 without a converted copy of a half-precision store.
-    per_head = torch::matmul(queries.sum(1, false, keys.scalar_type()), keys.transpose(1, 2)) * block.scale;
+    per_head = torch::matmul(summed_queries(queries, keys.scalar_type()), keys.transpose(1, 2)) * block.scale;
   } else {
     per_head = summed_softmax_scores(queries, keys * block.scale);
   }
