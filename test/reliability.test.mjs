@@ -246,7 +246,7 @@ t.test("11: memory is estimated and bounded before it is asked for", async (t) =
   t.equal(budgeted.memoryBudget, 2 ** 30);
   t.ok(sd.memoryBudget > 0 && sd.memoryBudget <= os.totalmem(), `default budget ${sd.memoryBudget} from the machine's ${os.totalmem()} bytes`);
   // 4096² decodes through 32-channel full-size activations (6.4 GB); at 1280² attention is formed
-  // in blocks of queries, but a self-attention capture needs its whole 25600² matrices.
+  // in blocks of queries, but a self-attention capture keeps a 25600² float32 mean (2.6 GB).
   for (const [label, request] of [
     ["4096×4096", { ...small, width: 4096, height: 4096 }],
     ["1280×1280 with a self-attention capture", { ...small, width: 1280, height: 1280, capture: { selfAttention: true } }],

@@ -3,6 +3,9 @@
 #include <ATen/Parallel.h>
 #include <immintrin.h>
 
+// GCC 12's AVX-512 headers trip -Wmaybe-uninitialized on their own _mm512_undefined_ps().
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
 #include <algorithm>
 #include <array>
 #include <cmath>
@@ -13,24 +16,39 @@ namespace ovam {
 namespace {
 
 #define OVAM_AVX2 __attribute__((target("avx2,fma")))
+// The forward pass on sixteen lanes where the CPU has AVX-512 (2.2× the eight-lane speed at 13
+// tokens on this EPYC; the gradient stays on eight).
+#define OVAM_AVX512 __attribute__((target("avx512f,avx512vl,avx512dq,avx2,fma")))
 
 // e^x for x ≤ 0 (Cody-Waite reduction and a degree-6 polynomial, ~1 ulp); x is clamped at -87,
-// where e^x ≈ 1.6e-38 is far below a softmax's resolution.
+// where e^x ≈ 1.6e-38 is far below a softmax's resolution. The same steps on 8 and 16 lanes.
+constexpr float kLn2Hi = 0.693359375f, kLn2Lo = -2.12194440e-4f;
+constexpr float kExpPoly[] = {1.9875691500e-4f, 1.3981999507e-3f, 8.3334519073e-3f, 4.1665795894e-2f, 1.6666665459e-1f, 5.0000001201e-1f};
+
 OVAM_AVX2 inline __m256 exp_nonpositive(__m256 x) {
   x = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
   const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(kLn2Hi), x);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(kLn2Lo), r);
+  __m256 p = _mm256_set1_ps(kExpPoly[0]);
+  for (int i = 1; i < 6; ++i) p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(kExpPoly[i]));
   p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
   const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
   return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+OVAM_AVX512 inline __m512 exp_nonpositive(__m512 x) {
+  x = _mm512_max_ps(x, _mm512_set1_ps(-87.0f));
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(kLn2Hi), x);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(kLn2Lo), r);
+  __m512 p = _mm512_set1_ps(kExpPoly[0]);
+  for (int i = 1; i < 6; ++i) p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(kExpPoly[i]));
+  p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+  const __m512i e = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
+  return _mm512_mul_ps(p, _mm512_castsi512_ps(e));
 }
 
 // In-register transpose of eight rows of eight floats.
@@ -102,7 +120,7 @@ constexpr std::array<TileFn, sizeof...(I)> tile_table(std::index_sequence<I...>)
 constexpr auto kTiles = tile_table(std::make_index_sequence<kTile>{});
 
 constexpr int64_t kMaxTokens = 1024, kMaxHeadDim = 512;
-// A multiple of 8 (tasks own whole lanes of the output), and long runs of contiguous queries per
+// A multiple of 16 (tasks own whole lanes of the output), and long runs of contiguous queries per
 // step so that the hardware prefetcher keeps up (64-pixel runs read at a third of the speed).
 constexpr int64_t kPixelsPerTask = 512;
 
@@ -186,6 +204,93 @@ OVAM_AVX2 void backward_eight(const float* q, int64_t valid, const float* keys, 
   }
 }
 
+// Sixteen query rows [16, d] → [d, 16], as two eight-row transposes.
+OVAM_AVX512 void transpose_rows_sixteen(const float* q, int64_t d, float* qt) {
+  int64_t j = 0;
+  for (; j + 8 <= d; j += 8) {
+    __m256 low[8], high[8];
+    for (int i = 0; i < 8; ++i) {
+      low[i] = _mm256_loadu_ps(q + i * d + j);
+      high[i] = _mm256_loadu_ps(q + (i + 8) * d + j);
+    }
+    transpose8(low);
+    transpose8(high);
+    for (int i = 0; i < 8; ++i) _mm512_storeu_ps(qt + (j + i) * 16, _mm512_insertf32x8(_mm512_castps256_ps512(low[i]), high[i], 1));
+  }
+  for (; j < d; ++j)
+    for (int i = 0; i < 16; ++i) qt[j * 16 + i] = q[i * d + j];
+}
+
+// score_tile on sixteen lanes; AVX-512's 32 registers take tiles of 24 tokens.
+template <int TT>
+OVAM_AVX512 void score_tile_sixteen(const float* qt, const float* keys, int64_t d, float* scores) {
+  constexpr int kSets = TT <= 2 ? 4 : TT <= 6 ? 2 : 1;
+  __m512 acc[kSets][TT];
+  for (int a = 0; a < kSets; ++a)
+    for (int t = 0; t < TT; ++t) acc[a][t] = _mm512_setzero_ps();
+  int64_t j = 0;
+  for (; j + kSets <= d; j += kSets)
+    for (int a = 0; a < kSets; ++a) {
+      const __m512 qj = _mm512_loadu_ps(qt + (j + a) * 16);
+      for (int t = 0; t < TT; ++t) acc[a][t] = _mm512_fmadd_ps(qj, _mm512_set1_ps(keys[t * d + j + a]), acc[a][t]);
+    }
+  for (; j < d; ++j) {
+    const __m512 qj = _mm512_loadu_ps(qt + j * 16);
+    for (int t = 0; t < TT; ++t) acc[0][t] = _mm512_fmadd_ps(qj, _mm512_set1_ps(keys[t * d + j]), acc[0][t]);
+  }
+  for (int t = 0; t < TT; ++t) {
+    __m512 sum = acc[0][t];
+    for (int a = 1; a < kSets; ++a) sum = _mm512_add_ps(sum, acc[a][t]);
+    _mm512_store_ps(scores + t * 16, sum);
+  }
+}
+constexpr int kWideTile = 24;
+template <size_t... I>
+constexpr std::array<TileFn, sizeof...(I)> wide_tile_table(std::index_sequence<I...>) {
+  return {&score_tile_sixteen<int(I) + 1>...};
+}
+constexpr auto kWideTiles = wide_tile_table(std::make_index_sequence<kWideTile>{});
+
+// Forward, sixteen pixels (`valid` of them real): out[t, p + i] += softmax_t, masked to the real lanes.
+OVAM_AVX512 void forward_sixteen(const float* q, int64_t valid, const float* keys, int64_t d, int64_t tokens, float* out,
+                                 int64_t n) {
+  alignas(64) float qt[kMaxHeadDim * 16];
+  alignas(64) float scores[kMaxTokens * 16];
+  for (int64_t i = 32 * d; i < 48 * d; i += 16) _mm_prefetch(reinterpret_cast<const char*>(q + i), _MM_HINT_T0);
+  if (valid == 16) {
+    transpose_rows_sixteen(q, d, qt);
+  } else {
+    alignas(64) float padded[kMaxHeadDim * 16] = {};
+    std::copy(q, q + valid * d, padded);
+    transpose_rows_sixteen(padded, d, qt);
+  }
+  const int64_t tiles = (tokens + kWideTile - 1) / kWideTile;
+  for (int64_t i = 0, t = 0; i < tiles; ++i) {
+    const int64_t size = (tokens - t) / (tiles - i) + ((tokens - t) % (tiles - i) ? 1 : 0);
+    kWideTiles[size - 1](qt, keys + t * d, d, scores + t * 16);
+    t += size;
+  }
+  __m512 max = _mm512_load_ps(scores);
+  for (int64_t t = 1; t < tokens; ++t) max = _mm512_max_ps(max, _mm512_load_ps(scores + t * 16));
+  __m512 sum = _mm512_setzero_ps();
+  for (int64_t t = 0; t < tokens; ++t) {
+    const __m512 e = exp_nonpositive(_mm512_sub_ps(_mm512_load_ps(scores + t * 16), max));
+    _mm512_store_ps(scores + t * 16, e);
+    sum = _mm512_add_ps(sum, e);
+  }
+  const __m512 inv = _mm512_div_ps(_mm512_set1_ps(1.0f), sum);
+  const __mmask16 lanes = __mmask16((1u << valid) - 1);
+  for (int64_t t = 0; t < tokens; ++t) {
+    float* row = out + t * n;
+    _mm512_mask_storeu_ps(row, lanes, _mm512_fmadd_ps(_mm512_load_ps(scores + t * 16), inv, _mm512_maskz_loadu_ps(lanes, row)));
+  }
+}
+
+bool wide_lanes_available() {
+  static const bool has = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+  return has;
+}
+
 int64_t pixel_chunks(int64_t n) { return (n + kPixelsPerTask - 1) / kPixelsPerTask; }
 
 // Tasks (head × pixel chunk, numbered h · chunks + chunk): a head's run of pixels over every
@@ -216,11 +321,14 @@ torch::Tensor fused_forward(const torch::Tensor& queries, const torch::Tensor& k
   auto out = torch::zeros({x.heads, x.tokens, x.n}, keys.options());
   const float *q = queries.data_ptr<float>(), *k = keys.data_ptr<float>();
   float* o = out.data_ptr<float>();
+  const bool wide = wide_lanes_available();
+  const int64_t lanes = wide ? 16 : 8;
+  const auto forward = wide ? forward_sixteen : forward_eight;
   for_each_task(x.heads, x.n, [&](int64_t, int64_t h, int64_t p0, int64_t p1) {
     for (int64_t s = 0; s < x.steps; ++s)
-      for (int64_t p = p0; p < p1; p += 8)
-        forward_eight(q + h * x.head_stride + (s * x.n + p) * x.d, std::min<int64_t>(8, p1 - p), k + h * x.tokens * x.d,
-                      x.d, x.tokens, o + h * x.tokens * x.n + p, x.n);
+      for (int64_t p = p0; p < p1; p += lanes)
+        forward(q + h * x.head_stride + (s * x.n + p) * x.d, std::min<int64_t>(lanes, p1 - p), k + h * x.tokens * x.d,
+                x.d, x.tokens, o + h * x.tokens * x.n + p, x.n);
   });
   return out;
 }

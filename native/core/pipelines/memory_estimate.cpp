@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <limits>
+#include <set>
 
 #include "schedulers/scheduler.h"
 
@@ -49,6 +50,7 @@ MemoryEstimate estimate_generation(StableDiffusion& sd, const GenerateOptions& o
   const auto& capture = options.capture;
   const double slots = capture.streaming ? 1 : double(e.evaluations);
   const double element = capture.streaming ? 4 : double(torch::elementSize(capture.dtype));
+  std::set<std::pair<int64_t, int64_t>> grid_sides;  // the latent grids attention runs on
   for (auto& [path, attention] : sd.unet->cross_attentions()) {
     const int64_t level = level_of(path, levels);
     const double cells = double(side_at(height, level)) * double(side_at(width, level));
@@ -57,7 +59,14 @@ MemoryEstimate estimate_generation(StableDiffusion& sd, const GenerateOptions& o
     const bool mid = path.rfind("mid_block.", 0) == 0;
     if (capture.enabled && (!mid || capture.mid_block))
       e.store += double(attention->heads) * double(attention->head_dim) * cells * slots * element;
+    grid_sides.insert({side_at(height, level), side_at(width, level)});
   }
+  // A self-attention capture keeps one [h·w, h·w] float32 mean per kept grid (25600² at 1280²: 2.6 GB).
+  const auto& self = capture.self_attention;
+  if (capture.enabled && self.enabled)
+    for (const auto& [h, w] : grid_sides)
+      if (self.sides.empty() || std::count(self.sides.begin(), self.sides.end(), std::max(h, w)))
+        e.store += double(h * w) * double(h * w) * 4;
   // Input, output and residual of the decoder's last ResNets at full resolution, in float32.
   e.decode = 3 * double(sd.vae->config().block_out_channels.front()) * latent_cells * double(factor * factor) * 4;
   return e;

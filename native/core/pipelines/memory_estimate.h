@@ -11,7 +11,7 @@ namespace ovam {
 struct MemoryEstimate {
   int64_t evaluations = 0;  // UNet evaluations the scheduler will make (steps, + PNDM's extra one)
   double attention = 0;     // the largest self-attention score matrix (UNet or VAE) and its softmax
-  double store = 0;         // the captured cross-attention queries
+  double store = 0;         // the captured cross-attention queries and self-attention grids
   double decode = 0;        // the VAE decoder's full-resolution activations
   double total() const { return attention + store + decode; }
 };
