@@ -93,8 +93,11 @@ class Report {
   }
   void print(const Row& r) const {
     const double gflops = r.flops / 1e9, rate = r.seconds > 0 ? gflops / r.seconds : 0;
-    std::printf("%-8s %-36s %11.3f %10.3f %10.1f %8.1f%% %9.2f  %s\n", r.model.c_str(), r.name.c_str(), r.seconds * 1e3,
-                gflops, rate, gflops_ceiling > 0 ? 100 * rate / gflops_ceiling : 0, r.bytes / 1e6, r.note.c_str());
+    // Rows without matrix work have no rate to put beside SGEMM.
+    char share[16] = "-";
+    if (r.flops > 0 && gflops_ceiling > 0) std::snprintf(share, sizeof share, "%.1f%%", 100 * rate / gflops_ceiling);
+    std::printf("%-8s %-36s %11.3f %10.3f %10.1f %9s %9.2f  %s\n", r.model.c_str(), r.name.c_str(), r.seconds * 1e3,
+                gflops, rate, share, r.bytes / 1e6, r.note.c_str());
     std::fflush(stdout);
   }
   void write(const std::string& file, const Args& args) const {
@@ -108,7 +111,10 @@ class Report {
       out["cases"].push_back({{"model", r.model}, {"case", r.name}, {"median_s", r.seconds}, {"flops", r.flops},
                               {"gflops_per_s", r.seconds > 0 ? r.flops / 1e9 / r.seconds : 0}, {"bytes_read", r.bytes},
                               {"note", r.note}});
-    std::ofstream(file) << out.dump(2) << "\n";
+    // Written beside and renamed, so an interrupted run never leaves half a file for --compare.
+    const std::string partial = file + ".partial-" + std::to_string(::getpid());
+    std::ofstream(partial) << out.dump(2) << "\n";
+    fs::rename(partial, file);
   }
 
  private:
