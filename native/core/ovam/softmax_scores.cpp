@@ -124,6 +124,18 @@ constexpr int64_t kMaxTokens = 1024, kMaxHeadDim = 512;
 // step so that the hardware prefetcher keeps up (64-pixel runs read at a third of the speed).
 constexpr int64_t kPixelsPerTask = 512;
 
+// Scores of `lanes` pixels against every token, in tiles of near-equal size of at most `largest`
+// tokens (13 tokens: 7 + 6, not 12 + 1, whose lone chain would stall); `tile[k - 1]` scores k.
+void score_tiles(const TileFn* tile, int64_t largest, int64_t lanes, const float* qt, const float* keys, int64_t d,
+                 int64_t tokens, float* scores) {
+  const int64_t tiles = (tokens + largest - 1) / largest;
+  for (int64_t i = 0, t = 0; i < tiles; ++i) {
+    const int64_t size = (tokens - t) / (tiles - i) + ((tokens - t) % (tiles - i) ? 1 : 0);
+    tile[size - 1](qt, keys + t * d, d, scores + t * lanes);
+    t += size;
+  }
+}
+
 // Eight pixels (`valid` of them real) of one head and step, lanes over pixels: their queries
 // transposed into qt [d, 8] and their softmax over tokens into probabilities [T, 8].
 OVAM_AVX2 void softmax_eight(const float* q, int64_t valid, const float* keys, int64_t d, int64_t tokens, float* qt,
@@ -139,13 +151,7 @@ OVAM_AVX2 void softmax_eight(const float* q, int64_t valid, const float* keys, i
     transpose_rows(padded, d, qt);
   }
   float* scores = probabilities;
-  // Tiles of near-equal size (13 tokens: 7 + 6, not 12 + 1, whose lone chain would stall).
-  const int64_t tiles = (tokens + kTile - 1) / kTile;
-  for (int64_t i = 0, t = 0; i < tiles; ++i) {
-    const int64_t size = (tokens - t) / (tiles - i) + ((tokens - t) % (tiles - i) ? 1 : 0);
-    kTiles[size - 1](qt, keys + t * d, d, scores + t * 8);
-    t += size;
-  }
+  score_tiles(kTiles.data(), kTile, 8, qt, keys, d, tokens, scores);
   __m256 max = _mm256_load_ps(scores);
   for (int64_t t = 1; t < tokens; ++t) max = _mm256_max_ps(max, _mm256_load_ps(scores + t * 8));
   __m256 sum = _mm256_setzero_ps();
@@ -264,12 +270,7 @@ OVAM_AVX512 void forward_sixteen(const float* q, int64_t valid, const float* key
     std::copy(q, q + valid * d, padded);
     transpose_rows_sixteen(padded, d, qt);
   }
-  const int64_t tiles = (tokens + kWideTile - 1) / kWideTile;
-  for (int64_t i = 0, t = 0; i < tiles; ++i) {
-    const int64_t size = (tokens - t) / (tiles - i) + ((tokens - t) % (tiles - i) ? 1 : 0);
-    kWideTiles[size - 1](qt, keys + t * d, d, scores + t * 16);
-    t += size;
-  }
+  score_tiles(kWideTiles.data(), kWideTile, 16, qt, keys, d, tokens, scores);
   __m512 max = _mm512_load_ps(scores);
   for (int64_t t = 1; t < tokens; ++t) max = _mm512_max_ps(max, _mm512_load_ps(scores + t * 16));
   __m512 sum = _mm512_setzero_ps();
