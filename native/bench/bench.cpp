@@ -369,9 +369,13 @@ void bench_full(Report& report, const Args& args, const torch::Device& device) {
   for (const auto dtype : {torch::kFloat32, torch::kBFloat16}) {
     const std::string label = dtype == torch::kFloat32 ? "sd15-f32" : "sd15-bf16";
     const double ceiling = dtype == torch::kFloat32 ? report.gflops_ceiling : bf16_gflops;
-    const double before = resident("VmRSS");
     auto sd = random_pipeline(args, device, dtype);
-    std::snprintf(note, sizeof note, "weights %.2f GiB resident", (resident("VmRSS") - before) / (1 << 30));
+    // Counted from the parameters: the resident-size change understates it when the heap reuses
+    // pages an earlier model freed.
+    double weights = 0;
+    for (torch::nn::Module* m : std::initializer_list<torch::nn::Module*>{sd->text_encoder.get(), sd->unet.get(), sd->vae.get()})
+      for (const auto& p : m->parameters()) weights += double(p.numel()) * double(p.element_size());
+    std::snprintf(note, sizeof note, "weights %.2f GiB, %.2f GiB resident after", weights / (1 << 30), resident("VmRSS") / (1 << 30));
     report.add({label, "load (random weights)", 0, 0, 0, note});
     auto context = torch::cat({sd->encode_prompt(""), sd->encode_prompt("a car in an urban environment")});
     auto t = torch::tensor(500.0f, torch::TensorOptions().device(device));
