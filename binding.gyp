@@ -5,6 +5,7 @@
       "sources": [
         "native/core/util/json.cpp",
         "native/core/util/nn.cpp",
+        "native/core/util/threads.cpp",
         "native/core/util/input_file.cpp",
         "native/core/util/safetensors.cpp",
         "native/core/util/weights.cpp",

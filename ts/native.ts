@@ -13,6 +13,7 @@ export interface NativeTensor {
 export interface NativeLoadOptions {
   device: string; // "cpu" | "cuda" | "cuda:N"
   dtype: string; // "auto" | "float32" | "float16" | "bfloat16"
+  weightDtype?: string; // the matrix weights' storage; absent = dtype
   threads: number; // 0 = the machine's cores
   textKeyCacheBytes: number;
   attentionBlockBytes: number;
@@ -111,6 +112,7 @@ export interface NativePipeline {
   readonly folder: string;
   readonly device: string;
   readonly dtype: string;
+  readonly weightDtype: string;
   readonly defaultScheduler: string;
   readonly defaultSize: [number, number]; // [height, width]
   readonly vaeScaleFactor: number;

@@ -33,7 +33,10 @@ export class Pipeline {
   /** The model folder, absolute. */
   readonly folder: string;
   readonly device: string;
+  /** The dtype it computes in (load()'s dtype, "auto" resolved). */
   readonly dtype: string;
+  /** The dtype its matrix weights are stored in (load()'s weightDtype; else dtype). */
+  readonly weightDtype: string;
   /** The model folder's scheduler class. */
   readonly defaultScheduler: string;
   /** [height, width] of images when generate() gets no size. */
@@ -52,6 +55,7 @@ export class Pipeline {
     this.folder = handle.folder;
     this.device = handle.device;
     this.dtype = handle.dtype;
+    this.weightDtype = handle.weightDtype;
     this.defaultScheduler = handle.defaultScheduler;
     this.defaultSize = [handle.defaultSize[0], handle.defaultSize[1]];
     this.vaeScaleFactor = handle.vaeScaleFactor;

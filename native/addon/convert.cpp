@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "util/errors.h"
+#include "util/threads.h"
 
 namespace ovam::addon {
 
@@ -213,6 +214,7 @@ std::pair<std::string, std::string> describe(std::exception_ptr error) {
 
 void Job::Execute() {
   try {
+    use_intra_op_threads();  // this pool thread's count may not be the process's (util/threads.h)
     done_ = work_();
     return;
   } catch (...) {

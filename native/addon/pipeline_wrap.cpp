@@ -65,6 +65,7 @@ Napi::Object PipelineWrap::wrap(Napi::Env env, std::shared_ptr<StableDiffusion> 
   object.Set("folder", sd->folder);
   object.Set("device", sd->device.str());
   object.Set("dtype", dtype_name(sd->dtype));
+  object.Set("weightDtype", dtype_name(sd->weight_dtype));
   object.Set("defaultScheduler", sd->scheduler_class);
   const int64_t side = sd->unet->config().sample_size * sd->vae_scale_factor();
   auto size = Napi::Array::New(env, 2);
@@ -235,6 +236,7 @@ Napi::Value LoadPipeline(const Napi::CallbackInfo& info) {
     auto o = info[1].As<Napi::Object>();
     options.device = get_string(o, "device", "cpu");
     options.dtype = get_string(o, "dtype", "float32");
+    options.weight_dtype = get_string(o, "weightDtype", "");
     options.threads = int(get_number(o, "threads", 0));
     options.text_key_cache_bytes = int64_t(get_number(o, "textKeyCacheBytes", double(options.text_key_cache_bytes)));
     options.attention_block_bytes = int64_t(get_number(o, "attentionBlockBytes", double(options.attention_block_bytes)));

@@ -86,7 +86,7 @@ Napi::Value DenseCRF(const Napi::CallbackInfo& info) {
   params.iterations = int(get_number(o, "iterations", params.iterations));
   const int threads = int(get_number(o, "threads", 0));
   return Job::queue(env, [image, probabilities, params, threads]() {
-    // libtorch's thread count is process-wide, as load()'s `threads` sets it.
+    // This job's own count, on its thread only (the next job applies the process's again).
     at::set_num_threads(threads > 0 ? threads : std::max(1, int(std::thread::hardware_concurrency())));
     const int64_t height = image.size(0), width = image.size(1);
     auto labels = dense_crf(image.data_ptr<uint8_t>(), probabilities.data_ptr<float>(), height, width,

@@ -7,7 +7,7 @@
 //
 // --full adds the SD 1.5 architecture at full size in float32 and bfloat16: UNet steps at 256² and
 // 512² against each dtype's GEMM ceiling, and the peak resident memory of a generation at 512² and
-// 768² (minutes; not run by CI).
+// 768²; and float32 on float16 matrix weights (a 256² step, the 512² peak) (minutes; not run by CI).
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -137,19 +137,23 @@ void measure_ceilings(Report& report, const Args& args, const torch::Device& dev
 }
 
 // An SD 1.5-architecture pipeline with random weights, built from the release's configs (drawn in
-// float32, then converted, so both dtypes hold the same weights).
-std::shared_ptr<StableDiffusion> random_pipeline(const Args& args, const torch::Device& device, torch::ScalarType dtype = torch::kFloat32) {
+// float32, then converted, so every dtype holds the same weights); `weight_dtype` stores the matrix
+// weights narrower than float32 compute (load()'s weightDtype).
+std::shared_ptr<StableDiffusion> random_pipeline(const Args& args, const torch::Device& device, torch::ScalarType dtype = torch::kFloat32,
+                                                 torch::ScalarType weight_dtype = torch::kFloat32) {
   Json arch = read_json_file(args.arch);
   auto sd = std::make_shared<StableDiffusion>();
   sd->folder = args.arch;
   sd->device = device;
   sd->dtype = dtype;
+  sd->weight_dtype = dtype == torch::kFloat32 ? weight_dtype : dtype;
   sd->tokenizer = ClipTokenizer::from_folder((fs::path(args.tiny) / "tokenizer").string());
   const Json& tc = arch.at("text_config");
   Json text = {{"hidden_size", tc.at("width")}, {"num_hidden_layers", tc.at("layers")},
                {"num_attention_heads", tc.at("heads")}, {"intermediate_size", tc.at("width").get<int64_t>() * 4},
                {"hidden_act", tc.at("hidden_act")}};
-  nn::BuildScope scope(torch::TensorOptions().device(device).dtype(torch::kFloat32));
+  nn::BuildScope scope(torch::TensorOptions().device(device).dtype(torch::kFloat32),
+                       sd->weight_dtype != torch::kFloat32 ? std::optional(sd->weight_dtype) : std::nullopt);
   sd->text_encoder = ClipTextModel(ClipTextConfig::from(Config(text, args.arch + ":text_config")));
   sd->unet = UNet2DConditionModel(UNetConfig::from(Config(arch.at("unet_config"), args.arch + ":unet_config")));
   sd->vae = AutoencoderKL(VaeConfig::from(Config(arch.at("vae_config"), args.arch + ":vae_config")));
@@ -366,10 +370,18 @@ void bench_full(Report& report, const Args& args, const torch::Device& device) {
   std::snprintf(note, sizeof note, "ceiling for bfloat16: %.0f GFLOP/s (%.2fx SGEMM)", bf16_gflops, bf16_gflops / report.gflops_ceiling);
   report.add({"machine", "BF16 GEMM 2048x2048", gemm, 2.0 * n * n * n, 0, note});
   std::map<int64_t, double> float32_step;
-  for (const auto dtype : {torch::kFloat32, torch::kBFloat16}) {
-    const std::string label = dtype == torch::kFloat32 ? "sd15-f32" : "sd15-bf16";
+  // float32, bfloat16, and float32 compute on float16 matrix weights (weightDtype: the memory of
+  // stable-diffusion.cpp's "f32"): its step at 256² and its 512² peak only.
+  struct Variant {
+    std::string label;
+    torch::ScalarType dtype, weight_dtype;
+  };
+  for (const auto& [label, dtype, weight_dtype] : {Variant{"sd15-f32", torch::kFloat32, torch::kFloat32},
+                                                   Variant{"sd15-bf16", torch::kBFloat16, torch::kBFloat16},
+                                                   Variant{"sd15-w16", torch::kFloat32, torch::kFloat16}}) {
+    const bool narrow = weight_dtype != dtype;
     const double ceiling = dtype == torch::kFloat32 ? report.gflops_ceiling : bf16_gflops;
-    auto sd = random_pipeline(args, device, dtype);
+    auto sd = random_pipeline(args, device, dtype, weight_dtype);
     // Counted from the parameters: the resident-size change understates it when the heap reuses
     // pages an earlier model freed.
     double weights = 0;
@@ -380,6 +392,7 @@ void bench_full(Report& report, const Args& args, const torch::Device& device) {
     auto context = torch::cat({sd->encode_prompt(""), sd->encode_prompt("a car in an urban environment")});
     auto t = torch::tensor(500.0f, torch::TensorOptions().device(device));
     for (const int64_t pixels : {int64_t(256), int64_t(512)}) {
+      if (narrow && pixels == 512) continue;
       const int64_t latent = pixels / sd->vae_scale_factor();
       auto latents = torch::randn({2, sd->unet->config().in_channels, latent, latent}, torch::TensorOptions().device(device)).to(dtype);
       double flops = 0;
@@ -390,11 +403,12 @@ void bench_full(Report& report, const Args& args, const torch::Device& device) {
       }
       const double s = median_time(runs, device, [&] { sd->unet->forward(latents, t, context); });
       const double rate = flops / s / 1e9;
-      if (dtype == torch::kFloat32) float32_step[pixels] = s;
-      if (dtype == torch::kFloat32) std::snprintf(note, sizeof note, "%.0f%% of SGEMM", 100 * rate / ceiling);
-      else std::snprintf(note, sizeof note, "%.0f%% of BF16 GEMM; %.2fx the float32 step", 100 * rate / ceiling, s / float32_step[pixels]);
+      if (dtype == torch::kFloat32 && !narrow) float32_step[pixels] = s;
+      if (!narrow && dtype == torch::kFloat32) std::snprintf(note, sizeof note, "%.0f%% of SGEMM", 100 * rate / ceiling);
+      else std::snprintf(note, sizeof note, "%.0f%% of %s; %.2fx the float32 step", 100 * rate / ceiling,
+                         dtype == torch::kFloat32 ? "SGEMM" : "BF16 GEMM", s / float32_step[pixels]);
       report.add({label, "UNet step (CFG batch 2) " + std::to_string(pixels) + "px", s, flops, 0, note});
-      if (dtype == torch::kFloat32 && pixels == 512) {
+      if (dtype == torch::kFloat32 && !narrow && pixels == 512) {
         // Attribution at full size: a 30-step store of this resolution's block shapes.
         AttentionStore store(CaptureOptions{}, 30);
         store.begin_step(0, 2);
@@ -403,6 +417,7 @@ void bench_full(Report& report, const Args& args, const torch::Device& device) {
       }
     }
     for (const int64_t pixels : {int64_t(512), int64_t(768)}) {
+      if (narrow && pixels == 768) continue;
       GenerateOptions g;
       g.prompt = "a car in an urban environment";
       g.steps = 1;
@@ -433,7 +448,7 @@ int main(int argc, char** argv) {
     report.print_header();
     measure_ceilings(report, args, device);
     bench_dense_crf(report, args, threads);
-    auto tiny = StableDiffusion::load(args.tiny, PipelineOptions{args.device, "float32", threads});
+    auto tiny = StableDiffusion::load(args.tiny, PipelineOptions{args.device, "float32", "", threads});
     bench_model(report, args, "tiny-sd1", *tiny, tiny->unet->config().sample_size * tiny->vae_scale_factor());
     if (!args.quick) {
       auto sd15 = random_pipeline(args, device);

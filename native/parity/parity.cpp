@@ -216,7 +216,7 @@ void check_unet_and_vae(Table& table, const std::string& model, StableDiffusion&
   const auto& v = g.json.at("vae_decode");
   // The reference divides in float32, then decodes.
   const auto latents = g[v.at("latents").get<std::string>()] / float(v.at("scaling_factor").get<double>());
-  const auto vae_dtype = sd.vae->parameters()[0].scalar_type();
+  const auto vae_dtype = sd.vae->dtype();
   auto decode = [&](const torch::Tensor& x) { return sd.vae->decode(x.to(dev, vae_dtype)).to(torch::kFloat32); };
   table.check(model, "vae decode", tol.component, g[v.at("out").get<std::string>()], [&] { return decode(latents); },
               [&] { return decode(nudge(latents, tol.roundoff)); });
@@ -361,7 +361,7 @@ int main(int argc, char** argv) {
       // The tiny SD 1.x model is also the bundled demo model (test/helpers/golden.mjs: modelDir).
       const fs::path model = v == "sd1" ? root / "models" / "tiny-sd1" : fixtures / ("tiny-" + v) / "model";
       const Golden g = read_golden(fixtures / ("tiny-" + v));
-      auto sd = StableDiffusion::load(model.string(), PipelineOptions{args.device, args.dtype, threads});
+      auto sd = StableDiffusion::load(model.string(), PipelineOptions{args.device, args.dtype, "", threads});
       if (auto* xl = dynamic_cast<StableDiffusionXL*>(sd.get())) check_sdxl(table, *xl, g, tol);
       else check_sd(table, v, *sd, g, tol);
     }

@@ -36,6 +36,7 @@ export const modelOptions = {
   model: { type: "string" },
   device: { type: "string" },
   dtype: { type: "string" },
+  "weight-dtype": { type: "string" },
   threads: { type: "string" },
 } as const satisfies OptionSpec;
 
@@ -53,6 +54,9 @@ export function modelHelp(input?: string): string {
   --dtype NAME            auto (default: bfloat16 where the CPU (AVX-512 BF16 or AMX) or
                           GPU computes it natively, else float32), float32 (the exact
                           reference the README's error figures use), float16 or bfloat16
+  --weight-dtype NAME     float16 or bfloat16: store the linear and convolution weights
+                          so under --dtype float32 (half the memory; still computed in
+                          float32); default: the --dtype
   --threads N             CPU threads, 0 = all cores (default)`;
 }
 
@@ -129,11 +133,12 @@ export function choice<T extends string>(values: Values, name: string, choices: 
   throw new UsageError(`--${name} expects one of ${choices.join(", ")}, got "${raw}"`);
 }
 
-/** The load() options of --device, --dtype and --threads (their values are checked by load()). */
+/** The load() options of --device, --dtype, --weight-dtype and --threads (their values are checked by load()). */
 export function loadOptions(values: Values): LoadOptions {
   return {
     device: text(values, "device"),
     dtype: choice(values, "dtype", ["auto", "float32", "float16", "bfloat16"] as const),
+    weightDtype: choice(values, "weight-dtype", ["float32", "float16", "bfloat16"] as const),
     threads: number(values, "threads", "integer"),
   };
 }

@@ -16,7 +16,7 @@ import { invalidOption } from "../options";
 import { load, type Pipeline } from "../pipeline";
 import { DATASET_FILE } from "./layout";
 import { appendManifestLine, readManifest, type ManifestLine } from "./manifest";
-import { datasetRecord, loadClassTokens, loadSpec, modelFolder, prepareDatasetFolder, removeStaleTemporaries, writeSplit, type RunOptions } from "./run";
+import { datasetRecord, loadClassTokens, loadOptionsOf, loadSpec, modelFolder, prepareDatasetFolder, removeStaleTemporaries, writeSplit, type RunOptions } from "./run";
 import { itemCount, planItem, type DatasetSpec, type Item } from "./spec";
 
 /** The BullMQ queue every producer and worker uses unless told another. */
@@ -288,7 +288,7 @@ export async function runQueued(spec: string | object, options: QueueRunOptions)
 
   // The producer loads the model as the local runner does: dataset.json records it, and token widths are checked against it.
   const model = modelFolder(resolved, baseDir);
-  const pipeline = options.pipeline ?? (await load(model, { dtype: resolved.dtype }));
+  const pipeline = options.pipeline ?? (await load(model, loadOptionsOf(resolved)));
   const total = itemCount(resolved);
   let id: string;
   let written: Set<string>;

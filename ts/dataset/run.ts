@@ -7,7 +7,7 @@ import path from "node:path";
 
 import { abortError, InvalidArgumentError, IOError, OvamError } from "../errors";
 import { readInputFile, writeFileAtomic } from "../files";
-import { invalidOption } from "../options";
+import { invalidOption, type LoadOptions } from "../options";
 import { bundledModelDir, load, type Pipeline } from "../pipeline";
 import { loadToken, type OptimizedToken } from "../token";
 import { makeItem, writeItem, type MadeItem } from "./item";
@@ -100,6 +100,11 @@ export function modelFolder(spec: DatasetSpec, baseDir: string): string {
   return spec.model === null ? bundledModelDir : path.resolve(baseDir, spec.model);
 }
 
+/** The load() options of the spec's model: its dtype and weightDtype. */
+export function loadOptionsOf(spec: DatasetSpec): LoadOptions {
+  return { dtype: spec.dtype, weightDtype: spec.weightDtype };
+}
+
 /** Loads class `c`'s optimised token and checks it was optimised for this model's text width. */
 export async function loadClassToken(spec: DatasetSpec, c: DatasetClass, pipeline: Pipeline, baseDir: string): Promise<OptimizedToken> {
   if (!("token" in c.attribute)) throw new InvalidArgumentError(`class "${c.name}" is attributed by the text "${c.attribute.text}", not a token`);
@@ -125,7 +130,8 @@ export async function loadClassTokens(spec: DatasetSpec, pipeline: Pipeline, bas
 /**
  * What dataset.json records: the resolved spec, classes and palette, ovam's version and the model.
  * The spec's dtype is the one the pipeline computes in ("auto" resolved), so that a run resumed on
- * a machine where "auto" picks another is refused instead of mixing images of two dtypes.
+ * a machine where "auto" picks another is refused instead of mixing images of two dtypes; its
+ * weightDtype the one its matrix weights are stored in.
  */
 export function datasetRecord(spec: DatasetSpec, pipeline: Pipeline): string {
   const palette = paletteOf(spec);
@@ -138,7 +144,7 @@ export function datasetRecord(spec: DatasetSpec, pipeline: Pipeline): string {
     ignore: 255,
     palette: Array.from({ length: 256 }, (_, i) => Array.from(palette.subarray(i * 3, i * 3 + 3))),
     items: itemCount(spec),
-    spec: { ...(specRecord(spec) as object), dtype: pipeline.dtype },
+    spec: { ...(specRecord(spec) as object), dtype: pipeline.dtype, weightDtype: pipeline.weightDtype },
   };
   // One line per colour rather than five.
   return `${JSON.stringify(record, null, 2).replace(/\[\s+(\d+),\s+(\d+),\s+(\d+)\s+\]/g, "[$1, $2, $3]")}\n`;
@@ -163,10 +169,14 @@ export async function prepareDatasetFolder(out: string, spec: DatasetSpec, pipel
   const existing = await fs.readFile(file, "utf8").catch(() => undefined);
   if (existing === undefined) await writeFileAtomic(file, record);
   else if (existing !== record) {
-    const made = recordedDtype(existing);
-    if (made !== undefined && made !== pipeline.dtype)
+    const made = recordedDtypes(existing);
+    if (made.dtype !== undefined && made.dtype !== pipeline.dtype)
       throw new InvalidArgumentError(
-        `${out} holds a dataset computed in ${made}, and this run's model computes in ${pipeline.dtype} (dtype "auto" picks bfloat16 only where the CPU or GPU computes it natively); resume with "dtype": "${made}" in the spec, or choose another --out`,
+        `${out} holds a dataset computed in ${made.dtype}, and this run's model computes in ${pipeline.dtype} (dtype "auto" picks bfloat16 only where the CPU or GPU computes it natively); resume with "dtype": "${made.dtype}" in the spec, or choose another --out`,
+      );
+    if (made.weightDtype !== undefined && made.weightDtype !== pipeline.weightDtype)
+      throw new InvalidArgumentError(
+        `${out} holds a dataset made with ${made.weightDtype} weights, and this run's model stores its weights in ${pipeline.weightDtype}; resume with "weightDtype": "${made.weightDtype}" in the spec, or choose another --out`,
       );
     throw new InvalidArgumentError(
       `${out} holds a dataset made from another spec or model (its ${DATASET_FILE} differs${firstDifference(existing, record)}); resume with the same spec and model, or choose another --out`,
@@ -180,12 +190,13 @@ async function refuseFile(out: string): Promise<void> {
   if (stat && !stat.isDirectory()) throw invalidOption("dataset.run()", "out", out, "a folder, or a path that does not exist yet (it is a file)");
 }
 
-function recordedDtype(record: string): string | undefined {
+function recordedDtypes(record: string): { dtype?: string; weightDtype?: string } {
   try {
-    const dtype = (JSON.parse(record) as { spec?: { dtype?: unknown } }).spec?.dtype;
-    return typeof dtype === "string" ? dtype : undefined;
+    const spec = (JSON.parse(record) as { spec?: { dtype?: unknown; weightDtype?: unknown } }).spec;
+    const text = (v: unknown) => (typeof v === "string" ? v : undefined);
+    return { dtype: text(spec?.dtype), weightDtype: text(spec?.weightDtype) };
   } catch {
-    return undefined;
+    return {};
   }
 }
 
@@ -248,7 +259,7 @@ export async function runDataset(spec: string | object, options: RunOptions): Pr
   const resolved = await loadSpec(spec, { baseDir, layout: options.layout });
   await refuseFile(out); // before the model loads: a mistake here should not wait for it
 
-  const pipeline = options.pipeline ?? (await load(modelFolder(resolved, baseDir), { dtype: resolved.dtype }));
+  const pipeline = options.pipeline ?? (await load(modelFolder(resolved, baseDir), loadOptionsOf(resolved)));
   try {
     const tokens = await loadClassTokens(resolved, pipeline, baseDir);
     await prepareDatasetFolder(out, resolved, pipeline);

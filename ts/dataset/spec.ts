@@ -13,6 +13,7 @@ import { resolveMaskSettings, maskSettingsSchema, type MaskSettings } from "../m
 import {
   attributeShape,
   captureSchema,
+  dtype,
   finite,
   integer,
   loadDtype,
@@ -22,6 +23,7 @@ import {
   parse,
   refineSchema,
   string,
+  type LoadOptions,
   type SchedulerName,
 } from "../options";
 import { safeStem } from "../cli/output";
@@ -96,6 +98,7 @@ export const datasetRefineSchema = refineSchema.omit({ size: true });
 export const datasetSpecSchema = options({
   model: nonEmpty("a diffusers model folder, relative to the spec's folder").optional(),
   dtype: loadDtype(),
+  weightDtype: dtype().optional(),
   format: oneOf(["voc", "cityscapes", "custom"]).default("voc"),
   background: integer(0, 255).optional(),
   layout: oneOf(["default", "voc"]).default("default"),
@@ -144,7 +147,9 @@ export interface DatasetSpec {
   /** The model folder as written (relative to the spec's folder), or null for the bundled model. */
   model: string | null;
   /** The model's compute dtype when the run loads it (dataset.json records the one "auto" resolved to). */
-  dtype: "auto" | "float32" | "float16" | "bfloat16";
+  dtype: NonNullable<LoadOptions["dtype"]>;
+  /** Its matrix weights' storage (load()'s weightDtype); absent: dtype (dataset.json records the one used). */
+  weightDtype?: LoadOptions["weightDtype"];
   format: "voc" | "cityscapes" | "custom";
   /** The label of pixels no class passes. */
   background: number;
@@ -266,6 +271,7 @@ export async function resolveSpec(json: unknown, baseDir: string, name?: string)
   return {
     model: given.model ?? null,
     dtype: given.dtype,
+    weightDtype: given.weightDtype,
     format,
     background,
     layout: given.layout,

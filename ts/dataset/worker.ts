@@ -76,26 +76,28 @@ export async function startWorker(options: WorkerOptions): Promise<DatasetWorker
 
   // A worker waits for Redis to come up (a daemon started before it), but not for a password that will never work.
   await checkRedis(options, where, { waitMs: Infinity, signal: options.signal, onNote: options.onNote });
-  // The worker loads --model, else the model the job names, in --dtype, else in the dataset's
-  // dtype (so that "auto" on this machine cannot mix dtypes in a dataset), and keeps it while
-  // jobs ask for the same.
+  // The worker loads --model, else the model the job names, in --dtype (--weight-dtype), else in
+  // the dataset's (so that "auto" on this machine cannot mix dtypes in a dataset), and keeps it
+  // while jobs ask for the same.
   let pipeline: Promise<Pipeline> | undefined;
   let pipelineKey: string | undefined;
-  const pipelineFor = (folder: string, dtype: LoadOptions["dtype"]): Promise<Pipeline> => {
+  const keyOf = (dir: string, dtype: string | undefined, weightDtype: string | undefined) => `${dir}\n${dtype}\n${weightDtype ?? dtype}`;
+  const pipelineFor = (folder: string, dataset: Pick<LoadOptions, "dtype" | "weightDtype">): Promise<Pipeline> => {
     const dir = path.resolve(options.model ?? folder);
-    const asked = options.load?.dtype ?? dtype;
-    if (pipeline && pipelineKey === `${dir}\n${asked}`) return pipeline;
+    const dtype = options.load?.dtype ?? dataset.dtype;
+    const weightDtype = options.load?.weightDtype ?? dataset.weightDtype;
+    if (pipeline && pipelineKey === keyOf(dir, dtype, weightDtype)) return pipeline;
     const previous = pipeline;
-    pipelineKey = `${dir}\n${asked}`;
-    pipeline = load(dir, { ...options.load, dtype: asked });
+    pipelineKey = keyOf(dir, dtype, weightDtype);
+    pipeline = load(dir, { ...options.load, dtype, weightDtype });
     pipeline.then((p) => options.onModel?.(p), () => undefined);
     previous?.then((p) => p.dispose(), () => undefined);
     return pipeline;
   };
   if (options.model !== undefined) {
-    const loaded = await pipelineFor(options.model, "auto");
-    // Known now: "auto" is the dtype it resolved to, which datasets of that dtype need not reload for.
-    if (options.load?.dtype === undefined) pipelineKey = `${path.resolve(options.model)}\n${loaded.dtype}`;
+    const loaded = await pipelineFor(options.model, { dtype: "auto" });
+    // Known now: the dtypes "auto" resolved to, which datasets of those dtypes need not reload for.
+    if (options.load?.dtype === undefined) pipelineKey = keyOf(path.resolve(options.model), loaded.dtype, loaded.weightDtype);
   }
 
   const datasets = new Map<string, Promise<DatasetContext>>();
@@ -116,7 +118,7 @@ export async function startWorker(options: WorkerOptions): Promise<DatasetWorker
       const started = performance.now();
       options.onActive?.(data.item);
       const context = await contextFor(data);
-      const sd = await pipelineFor(data.model, context.spec.dtype);
+      const sd = await pipelineFor(data.model, context.spec);
       // A worker's --model must be the dataset's model at another path, not another model.
       if (sd.contextDim !== context.model.contextDim || JSON.stringify(sd.defaultSize) !== JSON.stringify(context.model.defaultSize))
         throw new InvalidArgumentError(
@@ -125,6 +127,9 @@ export async function startWorker(options: WorkerOptions): Promise<DatasetWorker
       // Images of one dataset come from one dtype (a --dtype given to the worker may be another).
       if (sd.dtype !== context.spec.dtype)
         throw new InvalidArgumentError(`this worker's model computes in ${sd.dtype}, and dataset ${data.out} is computed in ${context.spec.dtype}; start the worker with --dtype ${context.spec.dtype}, or without --dtype`);
+      const weightDtype = context.spec.weightDtype ?? context.spec.dtype;
+      if (sd.weightDtype !== weightDtype)
+        throw new InvalidArgumentError(`this worker's model stores its weights in ${sd.weightDtype}, and dataset ${data.out} was made with ${weightDtype} weights; start the worker with --weight-dtype ${weightDtype}, or without --weight-dtype`);
       const tokens = new Map<number, OptimizedToken>();
       for (const classId of data.item.classes) {
         const c = context.spec.classes.find((k) => k.id === classId);

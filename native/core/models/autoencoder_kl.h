@@ -50,6 +50,8 @@ class AutoencoderKLImpl : public torch::nn::Module {
   // image [-1, 1] → posterior (mean, std).
   std::pair<torch::Tensor, torch::Tensor> encode(const torch::Tensor& image);
   const VaeConfig& config() const { return config_; }
+  // The dtype it computes in (diffusers' ModelMixin.dtype); its matrix weights may be stored narrower.
+  torch::ScalarType dtype() const { return decoder->conv_in->bias.scalar_type(); }
   // Renames pre-0.14 attention tensors in place (and squeezes [C, C, 1, 1] to [C, C]).
   static void remap_legacy_names(NamedTensors& weights);
 

@@ -57,6 +57,8 @@ class UNet2DConditionModelImpl : public torch::nn::Module {
   // Each cross-attention block by module path, in module order (down, mid, up).
   std::vector<std::pair<std::string, Attention>> cross_attentions();
   const UNetConfig& config() const { return config_; }
+  // The dtype it computes in (diffusers' ModelMixin.dtype); its matrix weights may be stored narrower.
+  torch::ScalarType dtype() const { return conv_in->bias.scalar_type(); }
 
   nn::Conv2d conv_in{nullptr}, conv_out{nullptr};
   Timesteps time_proj{nullptr};

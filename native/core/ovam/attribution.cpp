@@ -154,16 +154,16 @@ torch::Tensor attribute(UNet2DConditionModelImpl& unet, const AttentionStore& st
                         const AttributionOptions& options) {
   std::map<std::string, Attention> attentions;
   for (auto& [name, attention] : unet.cross_attentions()) attentions.emplace(name, attention);
+  const auto x = embeddings.to(unet.conv_in->bias.device(), unet.dtype());
   return attribute_with(store, options, [&](const StoredBlock& block) {
     auto it = attentions.find(block.name);
     if (it == attentions.end()) throw not_in_unet(block);
-    return block_keys(*it->second, embeddings);
+    return block_keys(*it->second, x);
   });
 }
 
 torch::Tensor block_keys(AttentionImpl& attention, const torch::Tensor& embeddings) {
-  auto x = embeddings.to(attention.to_k->weight.device(), attention.to_k->weight.scalar_type());
-  auto keys = attention.to_k->forward(x).to(torch::kFloat32);
+  auto keys = attention.to_k->forward(embeddings).to(torch::kFloat32);
   return keys.view({-1, attention.heads, attention.head_dim}).transpose(0, 1);
 }
 

@@ -36,7 +36,7 @@ struct AttributionOptions {
 // `embeddings`.
 torch::Tensor attribute(UNet2DConditionModelImpl& unet, const AttentionStore& store, const torch::Tensor& embeddings,
                         const AttributionOptions& options);
-// One block's keys of `embeddings` [T, D]: [heads, T, head_dim] float32 (so maps accumulate in
+// One block's keys of `embeddings` [T, D] (on the UNet's device, in its dtype()): [heads, T, head_dim] float32 (so maps accumulate in
 // float32 whatever the compute dtype); differentiable in `embeddings`.
 torch::Tensor block_keys(AttentionImpl& attention, const torch::Tensor& embeddings);
 // The same from a text's precomputed keys (text_keys(), a pipeline's TextKeyCache); no gradient.

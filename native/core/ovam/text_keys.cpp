@@ -14,7 +14,8 @@ TextKeys text_keys(UNet2DConditionModelImpl& unet, const torch::Tensor& embeddin
   torch::NoGradGuard no_grad;
   TextKeys out;
   out.embeddings = embeddings;
-  for (auto& [name, attention] : unet.cross_attentions()) out.keys.emplace(name, block_keys(*attention, embeddings).contiguous());
+  const auto x = embeddings.to(unet.conv_in->bias.device(), unet.dtype());
+  for (auto& [name, attention] : unet.cross_attentions()) out.keys.emplace(name, block_keys(*attention, x).contiguous());
   return out;
 }
 

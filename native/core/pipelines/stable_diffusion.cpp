@@ -2,12 +2,12 @@
 
 #include <filesystem>
 #include <random>
-#include <thread>
 
 #include "pipelines/stable_diffusion_img2img.h"
 #include "pipelines/stable_diffusion_xl.h"
 #include "schedulers/scheduler.h"
 #include "util/errors.h"
+#include "util/threads.h"
 
 namespace ovam {
 
@@ -25,7 +25,7 @@ Config component_config(const std::string& folder) {
 template <typename Module, typename Make>
 Module build_and_load(const std::string& folder, const LoadOptions& options, Make make, NamedTensors weights,
                       const IgnoredNames& ignored = {}) {
-  nn::BuildScope scope(torch::TensorOptions().device(torch::kMeta).dtype(options.dtype));
+  nn::BuildScope scope(torch::TensorOptions().device(torch::kMeta).dtype(options.dtype), options.matrix_dtype);
   Module module = make();
   load_weights(*module, weights, options, ignored);
   module->eval();
@@ -38,6 +38,18 @@ torch::Tensor rescale_noise_cfg(const torch::Tensor& guided, const torch::Tensor
   const std::vector<int64_t> dims{1, 2, 3};
   auto rescaled = guided * (conditional.std(dims, /*unbiased=*/true, /*keepdim=*/true) / guided.std(dims, true, true));
   return rescale * rescaled + (1 - rescale) * guided;
+}
+
+// The matrix weights' storage: the compute dtype, or a 16-bit one under float32 compute (as
+// stable-diffusion.cpp's "f32" keeps its convolution weights in float16). A 16-bit storage under
+// 16-bit compute would only round twice, so it is refused.
+torch::ScalarType matrix_dtype(const std::string& asked, torch::ScalarType compute, const std::string& compute_asked) {
+  if (asked.empty()) return compute;
+  const auto storage = parse_dtype(asked);
+  if (storage == compute || (compute == torch::kFloat32 && storage != torch::kFloat32)) return storage;
+  throw Error(code::kInvalidArgument,
+              "weightDtype \"" + asked + "\" does not fit dtype \"" + compute_asked + "\" (computing in " + dtype_name(compute) +
+                  "); accepted: the compute dtype itself, or \"float16\" / \"bfloat16\" with dtype \"float32\"");
 }
 
 }  // namespace
@@ -68,17 +80,19 @@ std::shared_ptr<StableDiffusion> StableDiffusion::load(const std::string& folder
   if (!fs::is_regular_file(root / "model_index.json"))
     throw Error(code::kNotFound, folder + ": no model_index.json (expected a diffusers Stable Diffusion folder)");
   const auto model_index = Config::load((root / "model_index.json").string());
-  // Threads are process-wide in libtorch; the last load's setting wins.
-  int threads = options.threads > 0 ? options.threads : static_cast<int>(std::thread::hardware_concurrency());
-  at::set_num_threads(std::max(1, threads));
+  // The count is process-wide; the last load's setting wins.
+  set_intra_op_threads(options.threads);
 
   const bool xl = model_index.get_string("_class_name", "") == "StableDiffusionXLPipeline" || model_index.has("text_encoder_2");
   std::shared_ptr<StableDiffusion> sd = xl ? std::make_shared<StableDiffusionXL>() : std::make_shared<StableDiffusion>();
   sd->folder = folder;
   sd->device = parse_device(options.device);
   sd->dtype = options.dtype == "auto" ? auto_dtype(sd->device) : parse_dtype(options.dtype);
+  sd->weight_dtype = matrix_dtype(options.weight_dtype, sd->dtype, options.dtype);
   sd->text_key_cache.set_capacity(options.text_key_cache_bytes);
-  sd->load_components(root, LoadOptions{sd->device, sd->dtype, true}, model_index);
+  LoadOptions load{sd->device, sd->dtype, true};
+  if (sd->weight_dtype != sd->dtype) load.matrix_dtype = sd->weight_dtype;
+  sd->load_components(root, load, model_index);
   sd->set_attention_block_bytes(options.attention_block_bytes);
   return sd;
 }
@@ -239,7 +253,7 @@ Generation StableDiffusion::generate(const GenerateOptions& options, const Progr
   g.options.guidance_scale = guidance;
   g.latents = latents.to(torch::kCPU);
   g.start_latents = start_latents;
-  auto decoded = vae->decode((latents / vae->config().scaling_factor).to(vae->parameters()[0].scalar_type()));
+  auto decoded = vae->decode((latents / vae->config().scaling_factor).to(vae->dtype()));
   g.image = (decoded.to(torch::kFloat32) / 2 + 0.5).clamp(0, 1)[0].permute({1, 2, 0}).contiguous().to(torch::kCPU);
   g.store = store;
   g.timesteps = run;

@@ -25,6 +25,9 @@ namespace ovam {
 struct PipelineOptions {
   std::string device = "cpu";
   std::string dtype = "float32";  // or "auto": bfloat16 where the device computes it natively (auto_dtype)
+  // Storage of the matrix weights (linear and convolution), widened per layer on use: "" = dtype;
+  // "float16" or "bfloat16" under float32 compute halves the weights' memory.
+  std::string weight_dtype;
   int threads = 0;  // intra-op threads; 0 = the machine's cores
   int64_t text_key_cache_bytes = int64_t(64) << 20;  // recent texts' attribution keys (0: none)
   int64_t attention_block_bytes = AttentionImpl::kDefaultMaxScoreBytes;  // largest scores formed at once (0: no limit)
@@ -107,6 +110,7 @@ class StableDiffusion {
   std::string folder;
   torch::Device device = torch::kCPU;
   torch::ScalarType dtype = torch::kFloat32;
+  torch::ScalarType weight_dtype = torch::kFloat32;  // the matrix weights' storage (PipelineOptions)
   ClipTokenizer tokenizer;
   ClipTextModel text_encoder{nullptr};
   UNet2DConditionModel unet{nullptr};

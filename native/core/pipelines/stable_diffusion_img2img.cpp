@@ -36,7 +36,7 @@ size_t first_step(int64_t steps, double strength, size_t timestep_count) {
 
 torch::Tensor prepare_latents(AutoencoderKLImpl& vae, const torch::Tensor& image, const Scheduler& scheduler, size_t first,
                               at::Generator& generator, const torch::Device& device) {
-  const auto vae_dtype = vae.parameters()[0].scalar_type();
+  const auto vae_dtype = vae.dtype();
   const auto posterior = vae.encode(preprocess(image).to(device, vae_dtype));
   const auto mean = posterior.first.to(torch::kFloat32), deviation = posterior.second.to(torch::kFloat32);
   // DiagonalGaussianDistribution.sample draws on the generator's device (the CPU) first.

@@ -7,6 +7,11 @@ torch::TensorOptions& build_options() {
   return options;
 }
 
+std::optional<torch::ScalarType>& build_matrix_dtype() {
+  thread_local std::optional<torch::ScalarType> dtype;
+  return dtype;
+}
+
 namespace {
 thread_local FlopCount* active_count = nullptr;
 }  // namespace
@@ -19,24 +24,33 @@ void FlopCount::add(double flops) {
 
 namespace {
 torch::Tensor make(at::IntArrayRef shape) { return torch::empty(shape, build_options()); }
+torch::Tensor make_matrix(at::IntArrayRef shape) {
+  const auto narrow = build_matrix_dtype();
+  return torch::empty(shape, narrow ? build_options().dtype(*narrow) : build_options());
+}
+// A weight stored narrower than the input (float16 weights, float32 compute) widened for this call
+// only: the layer's temporary, the largest one (1280×1280×3×3) 59 MB in float32.
+torch::Tensor widened(const torch::Tensor& weight, const torch::Tensor& x) {
+  return weight.scalar_type() == x.scalar_type() ? weight : weight.to(x.scalar_type());
+}
 }  // namespace
 
 LinearImpl::LinearImpl(int64_t in, int64_t out, bool with_bias) {
-  weight = register_parameter("weight", make({out, in}), false);
+  weight = register_parameter("weight", make_matrix({out, in}), false);
   if (with_bias) bias = register_parameter("bias", make({out}), false);
 }
 torch::Tensor LinearImpl::forward(const torch::Tensor& x) {
   FlopCount::add(2.0 * double(x.numel()) * double(weight.size(0)));
-  return torch::linear(x, weight, bias);
+  return torch::linear(x, widened(weight, x), bias);
 }
 
 Conv2dImpl::Conv2dImpl(int64_t in, int64_t out, int64_t kernel, int64_t stride_, int64_t padding_, bool with_bias)
     : stride(stride_), padding(padding_) {
-  weight = register_parameter("weight", make({out, in, kernel, kernel}), false);
+  weight = register_parameter("weight", make_matrix({out, in, kernel, kernel}), false);
   if (with_bias) bias = register_parameter("bias", make({out}), false);
 }
 torch::Tensor Conv2dImpl::forward(const torch::Tensor& x) {
-  auto y = torch::conv2d(x, weight, bias, {stride, stride}, {padding, padding});
+  auto y = torch::conv2d(x, widened(weight, x), bias, {stride, stride}, {padding, padding});
   FlopCount::add(2.0 * double(y.numel()) * double(weight.size(1) * weight.size(2) * weight.size(3)));
   return y;
 }

@@ -5,6 +5,7 @@
 #include <torch/torch.h>
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -12,13 +13,24 @@ namespace ovam::nn {
 
 // Options every parameter is created with; a scope sets them for the modules built inside it.
 torch::TensorOptions& build_options();
+// The dtype the matrix weights (Linear, Conv2d) are stored in, when narrower than the compute dtype
+// (LoadOptions::matrix_dtype); absent: the compute dtype. Those weights are widened on use.
+std::optional<torch::ScalarType>& build_matrix_dtype();
 class BuildScope {
  public:
-  explicit BuildScope(torch::TensorOptions options) : saved_(build_options()) { build_options() = options; }
-  ~BuildScope() { build_options() = saved_; }
+  explicit BuildScope(torch::TensorOptions options, std::optional<torch::ScalarType> matrix_dtype = std::nullopt)
+      : saved_(build_options()), saved_matrix_(build_matrix_dtype()) {
+    build_options() = options;
+    build_matrix_dtype() = matrix_dtype;
+  }
+  ~BuildScope() {
+    build_options() = saved_;
+    build_matrix_dtype() = saved_matrix_;
+  }
 
  private:
   torch::TensorOptions saved_;
+  std::optional<torch::ScalarType> saved_matrix_;
 };
 
 // Counts the floating-point operations (2 per multiply-add) of the matrix work issued on this

@@ -79,9 +79,9 @@ void load_weights(torch::nn::Module& module, const NamedTensors& weights, const 
     // Modules are built on the meta device, and set_data refuses a change of backend in libtorch
     // 1.13: swap the tensor's storage and metadata in place instead (what set_data does after its
     // check), so every handle on the parameter (module members included) sees the data.
-    torch::Tensor data = src.device() == options.device && src.scalar_type() == options.dtype
+    torch::Tensor data = src.device() == options.device && src.scalar_type() == target.scalar_type()
                              ? src  // a view of the mapped file: no copy
-                             : src.to(options.device, options.dtype);
+                             : src.to(options.device, target.scalar_type());
     target.unsafeGetTensorImpl()->shallow_copy_from(data.getIntrusivePtr());
   };
   for (auto& p : module.named_parameters(true)) assign(p.key(), p.value());

@@ -6,6 +6,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 
@@ -28,12 +29,15 @@ struct LoadOptions {
   torch::Device device = torch::kCPU;
   torch::ScalarType dtype = torch::kFloat32;
   bool strict = true;
+  // Storage of the matrix weights (Linear, Conv2d) when narrower than `dtype` (nn::BuildScope).
+  std::optional<torch::ScalarType> matrix_dtype;
 };
 
 // Tensor names a real file may carry that are not parameters (e.g. position_ids); skipped silently.
 using IgnoredNames = std::set<std::string>;
 
-// Assigns every parameter of `module`; views the file's memory when dtype and device already fit.
+// Assigns every parameter of `module`, in the dtype it was built with (options.dtype, or
+// options.matrix_dtype for matrix weights); views the file's memory when dtype and device already fit.
 // Throws kWeights naming the file and tensor for a missing tensor, a shape mismatch, or (strict)
 // an unknown extra tensor.
 void load_weights(torch::nn::Module& module, const NamedTensors& weights, const LoadOptions& options,
