@@ -6,6 +6,7 @@
         "native/core/util/json.cpp",
         "native/core/util/nn.cpp",
         "native/core/util/threads.cpp",
+        "native/core/util/huge_pages.cpp",
         "native/core/util/input_file.cpp",
         "native/core/util/safetensors.cpp",
         "native/core/util/weights.cpp",

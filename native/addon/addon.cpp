@@ -6,9 +6,11 @@
 #include "addon/generation_wrap.h"
 #include "addon/pipeline_wrap.h"
 #include "addon/postprocess_wrap.h"
+#include "util/huge_pages.h"
 
 namespace {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  ovam::use_huge_page_allocator();
   exports.Set("components", ovam::addon::init_components(env));
   ovam::addon::init_pipeline(env, exports);
   ovam::addon::init_generation(env, exports);

@@ -345,6 +345,7 @@ Args parse(int argc, char** argv) {
 int main(int argc, char** argv) {
   try {
     const Args args = parse(argc, argv);
+    use_huge_page_allocator();
     const torch::ScalarType dtype = parse_dtype(args.dtype);
     parse_device(args.device);  // a bad device fails here, before any table
     const Tolerance tol = tolerance_for(dtype);

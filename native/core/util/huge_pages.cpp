@@ -1,0 +1,103 @@
+#include "util/huge_pages.h"
+
+#include <c10/core/CPUAllocator.h>
+#include <torch/version.h>
+
+#include <cstdint>
+#include <mutex>
+#include <new>
+#include <unordered_map>
+
+// libtorch 2.3 changed the Allocator interface (allocate() non-const, copy_data() added, since
+// changed again); it is built against the interface of the libtorch this project tests (1.13).
+#if defined(__linux__) && TORCH_VERSION_MAJOR == 1
+#define OVAM_HUGE_PAGES
+#include <malloc.h>
+#include <sys/mman.h>
+#endif
+
+namespace ovam {
+
+#ifdef OVAM_HUGE_PAGES
+namespace {
+
+constexpr size_t kHugePage = size_t(2) << 20;
+// glibc's largest mmap threshold: smaller blocks come from its heap, whose pages are reused.
+constexpr size_t kLarge = size_t(32) << 20;
+
+// The mappings this allocator made, by address, with their lengths (munmap needs them).
+std::mutex mappings_mutex;
+std::unordered_map<void*, size_t>& mappings() {
+  static auto* m = new std::unordered_map<void*, size_t>();  // never destroyed: tensors may outlive statics
+  return *m;
+}
+
+void release(void* p) {
+  if (reinterpret_cast<uintptr_t>(p) % kHugePage == 0) {
+    size_t length = 0;
+    {
+      std::lock_guard<std::mutex> lock(mappings_mutex);
+      auto it = mappings().find(p);
+      if (it != mappings().end()) {
+        length = it->second;
+        mappings().erase(it);
+      }
+    }
+    if (length > 0) {
+      munmap(p, length);
+      return;
+    }
+  }
+  std::free(p);  // the other allocator's blocks (raw_deallocate), from posix_memalign
+}
+
+// A mapping of `n` bytes starting on a huge-page boundary (over-mapped, then trimmed at both ends).
+void* map_huge(size_t n) {
+  const size_t length = (n + 4095) & ~size_t(4095);
+  auto* raw = static_cast<char*>(mmap(nullptr, length + kHugePage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+  if (raw == MAP_FAILED) throw std::bad_alloc();
+  auto* start = reinterpret_cast<char*>((reinterpret_cast<uintptr_t>(raw) + kHugePage - 1) & ~(kHugePage - 1));
+  if (start > raw) munmap(raw, size_t(start - raw));
+  if (const size_t tail = size_t(raw + length + kHugePage - (start + length)); tail > 0) munmap(start + length, tail);
+  madvise(start, length, MADV_HUGEPAGE);  // advice only: without THP the pages are 4 KiB, as before
+  std::lock_guard<std::mutex> lock(mappings_mutex);
+  mappings().emplace(start, length);
+  return start;
+}
+
+class HugePageAllocator final : public c10::Allocator {
+ public:
+  explicit HugePageAllocator(c10::Allocator* small) : small_(small) {}
+  c10::DataPtr allocate(size_t n) const override {
+    if (n < kLarge) return small_->allocate(n);
+    void* p = map_huge(n);
+    return {p, p, &release, c10::Device(c10::DeviceType::CPU)};
+  }
+  c10::DeleterFnPtr raw_deleter() const override { return &release; }
+
+ private:
+  c10::Allocator* small_;
+};
+
+}  // namespace
+
+void use_huge_page_allocator(bool on) {
+  static std::once_flag once;
+  static c10::Allocator* libtorch = nullptr;
+  static HugePageAllocator* allocator = nullptr;  // never destroyed: libtorch holds it to the end
+  std::call_once(once, [] {
+#ifdef __GLIBC__
+    // Fixed at what glibc's adaptive thresholds reach after the first large free, from the start.
+    mallopt(M_MMAP_THRESHOLD, int(kLarge));
+    mallopt(M_TRIM_THRESHOLD, int(2 * kLarge));
+#endif
+    libtorch = c10::GetCPUAllocator();
+    allocator = new HugePageAllocator(libtorch);
+  });
+  c10::SetCPUAllocator(on ? static_cast<c10::Allocator*>(allocator) : libtorch, /*priority=*/1);
+}
+#else
+void use_huge_page_allocator(bool) {}
+#endif
+
+}  // namespace ovam
