@@ -169,17 +169,36 @@ std::shared_ptr<StableDiffusion> random_pipeline(const Args& args, const torch::
   return sd;
 }
 
+// Random queries in every slot, every slot counted as recorded (a saved generation must say so
+// to load again).
+void fill_random(AttentionStore& store) {
+  for (auto& b : store.blocks()) {
+    b.queries.normal_();
+    b.steps = b.queries.size(1);
+  }
+}
+
+// The attribution cases: a 1- and an 11-token text, each in both modes, named "attribute N-token, mode".
+void each_attribution_case(StableDiffusion& sd, int64_t pixels,
+                           const std::function<void(const std::string&, const torch::Tensor&, const AttributionOptions&)>& body) {
+  for (const char* text : {"car", "a red car parked beside a tall tree in the city"}) {
+    auto embeddings = sd.encode_tokens(sd.tokenizer.encode(text));
+    const int64_t tokens = embeddings.size(0) - 2;
+    for (const char* mode : {"softmax", "linear"}) {
+      AttributionOptions options;
+      options.mode = mode;
+      options.size = std::make_pair(pixels, pixels);
+      body("attribute " + std::to_string(tokens) + "-token, " + mode, embeddings, options);
+    }
+  }
+}
+
 // Attribution over `store` (its queries replaced by random ones in every slot): the store's size,
 // 1- and 11-token texts in both modes, and a word's first and repeated (cached keys) attribution,
 // each against the memory floor (reading the store once at the copy rate).
 void bench_attribution(Report& report, int runs, const std::string& label, StableDiffusion& sd, AttentionStore& store, int64_t pixels) {
   const torch::Device device = sd.device;
-  // Random queries in every slot, every slot counted as recorded (a saved generation must say so
-  // to load again).
-  for (auto& b : store.blocks()) {
-    b.queries.normal_();
-    b.steps = b.queries.size(1);
-  }
+  fill_random(store);
   const int64_t steps = store.blocks().front().queries.size(1);
   char note[128];
   const double store_bytes = double(store.bytes());
@@ -192,19 +211,11 @@ void bench_attribution(Report& report, int runs, const std::string& label, Stabl
     return f;
   };
   const double floor_s = store_bytes / (report.copy_gbs * 1e9);
-  for (const char* text : {"car", "a red car parked beside a tall tree in the city"}) {
-    auto embeddings = sd.encode_tokens(sd.tokenizer.encode(text));
-    const int64_t tokens = embeddings.size(0) - 2;
-    for (const char* mode : {"softmax", "linear"}) {
-      AttributionOptions options;
-      options.mode = mode;
-      options.size = std::make_pair(pixels, pixels);
-      double s = median_time(runs, device, [&] { attribute(*sd.unet, store, embeddings, options); });
-      std::snprintf(note, sizeof note, "%.2fx memory floor (%.2f ms)", s / floor_s, floor_s * 1e3);
-      report.add({label, "attribute " + std::to_string(tokens) + "-token, " + mode + ", " + std::to_string(steps) + " steps", s,
-                  store_flops(embeddings.size(0)), store_bytes, note});
-    }
-  }
+  each_attribution_case(sd, pixels, [&](const std::string& name, const torch::Tensor& embeddings, const AttributionOptions& options) {
+    double s = median_time(runs, device, [&] { attribute(*sd.unet, store, embeddings, options); });
+    std::snprintf(note, sizeof note, "%.2fx memory floor (%.2f ms)", s / floor_s, floor_s * 1e3);
+    report.add({label, name + ", " + std::to_string(steps) + " steps", s, store_flops(embeddings.size(0)), store_bytes, note});
+  });
 
   // What a user typing one word pays: the first time, the text encoder and every block's keys;
   // after that the pipeline's text key cache leaves only the store pass.
@@ -235,28 +246,17 @@ void bench_half_store(Report& report, int runs, const std::string& label, Stable
   AttentionStore half(float16, full.blocks().front().queries.size(1));
   half.begin_step(0, 2);
   sd.unet->forward(latents, t, context, &half);
-  for (auto& b : half.blocks()) {
-    b.queries.normal_();
-    b.steps = b.queries.size(1);
-  }
+  fill_random(half);
   const int64_t steps = half.blocks().front().queries.size(1);
   const double bytes = double(half.bytes()), floor_s = bytes / (report.copy_gbs * 1e9);
   char note[160];
-  for (const char* text : {"car", "a red car parked beside a tall tree in the city"}) {
-    auto embeddings = sd.encode_tokens(sd.tokenizer.encode(text));
-    const int64_t tokens = embeddings.size(0) - 2;
-    for (const char* mode : {"softmax", "linear"}) {
-      AttributionOptions options;
-      options.mode = mode;
-      options.size = std::make_pair(pixels, pixels);
-      const auto both = median_times(runs, sd.device, {[&] { attribute(*sd.unet, half, embeddings, options); },
-                                                       [&] { attribute(*sd.unet, full, embeddings, options); }});
-      std::snprintf(note, sizeof note, "%.2fx the float32 store; %.2fx its memory floor (%.2f ms)", both[0] / both[1],
-                    both[0] / floor_s, floor_s * 1e3);
-      report.add({label, "attribute " + std::to_string(tokens) + "-token, " + mode + ", " + std::to_string(steps) + " steps, f16 store",
-                  both[0], 0, bytes, note});
-    }
-  }
+  each_attribution_case(sd, pixels, [&](const std::string& name, const torch::Tensor& embeddings, const AttributionOptions& options) {
+    const auto both = median_times(runs, sd.device, {[&] { attribute(*sd.unet, half, embeddings, options); },
+                                                     [&] { attribute(*sd.unet, full, embeddings, options); }});
+    std::snprintf(note, sizeof note, "%.2fx the float32 store; %.2fx its memory floor (%.2f ms)", both[0] / both[1],
+                  both[0] / floor_s, floor_s * 1e3);
+    report.add({label, name + ", " + std::to_string(steps) + " steps, f16 store", both[0], 0, bytes, note});
+  });
 }
 
 void bench_model(Report& report, const Args& args, const std::string& label, StableDiffusion& sd, int64_t pixels) {
