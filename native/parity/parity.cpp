@@ -28,6 +28,7 @@
 #include "pipelines/stable_diffusion.h"
 #include "pipelines/stable_diffusion_xl.h"
 #include "util/errors.h"
+#include "util/huge_pages.h"
 #include "util/json.h"
 #include "util/safetensors.h"
 #include "util/weights.h"
