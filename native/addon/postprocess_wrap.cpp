@@ -2,12 +2,11 @@
 
 #include <ATen/Parallel.h>
 
-#include <thread>
-
 #include "addon/convert.h"
 #include "postprocess/dense_crf.h"
 #include "postprocess/label_maps.h"
 #include "util/errors.h"
+#include "util/threads.h"
 
 namespace ovam::addon {
 
@@ -87,7 +86,7 @@ Napi::Value DenseCRF(const Napi::CallbackInfo& info) {
   const int threads = int(get_number(o, "threads", 0));
   return Job::queue(env, [image, probabilities, params, threads]() {
     // This job's own count, on its thread only (the next job applies the process's again).
-    at::set_num_threads(threads > 0 ? threads : std::max(1, int(std::thread::hardware_concurrency())));
+    at::set_num_threads(intra_op_threads(threads));
     const int64_t height = image.size(0), width = image.size(1);
     auto labels = dense_crf(image.data_ptr<uint8_t>(), probabilities.data_ptr<float>(), height, width,
                             int(probabilities.size(0)), params);

@@ -20,7 +20,6 @@
 #include <iostream>
 #include <malloc.h>
 #include <map>
-#include <thread>
 
 #include "ovam/attribution.h"
 #include "ovam/optimize.h"
@@ -32,6 +31,7 @@
 #include "util/huge_pages.h"
 #include "util/json.h"
 #include "util/nn.h"
+#include "util/threads.h"
 #include "util/weights.h"
 
 using namespace ovam;
@@ -416,6 +416,7 @@ void bench_full(Report& report, const Args& args, const torch::Device& device) {
                                                    Variant{"sd15-bf16", torch::kBFloat16, torch::kBFloat16},
                                                    Variant{"sd15-w16", torch::kFloat32, torch::kFloat16}}) {
     const bool narrow = weight_dtype != dtype;
+    const bool reference = dtype == torch::kFloat32 && !narrow;  // the float32 step the others are compared with
     const double ceiling = dtype == torch::kFloat32 ? report.gflops_ceiling : bf16_gflops;
     auto sd = random_pipeline(args, device, dtype, weight_dtype);
     // Counted from the parameters: the resident-size change understates it when the heap reuses
@@ -439,7 +440,7 @@ void bench_full(Report& report, const Args& args, const torch::Device& device) {
       }
       const double s = median_time(runs, device, [&] { sd->unet->forward(latents, t, context); });
       const double rate = flops / s / 1e9;
-      if (dtype == torch::kFloat32 && !narrow && pixels == 256) {
+      if (reference && pixels == 256) {
         // The same step with its large tensors on libtorch's own allocator (faulted in 4 KiB at a
         // time), runs alternating with huge pages so that the machine's drift hits both alike.
         const auto pages = median_times(runs, device, {[&] {
@@ -455,12 +456,12 @@ void bench_full(Report& report, const Args& args, const torch::Device& device) {
                       100 * flops / pages[1] / 1e9 / ceiling, pages[1] / pages[0], pages[0] * 1e3);
         report.add({label, "UNet step (CFG batch 2) 256px, 4 KiB pages", pages[1], flops, 0, note});
       }
-      if (dtype == torch::kFloat32 && !narrow) float32_step[pixels] = s;
-      if (!narrow && dtype == torch::kFloat32) std::snprintf(note, sizeof note, "%.0f%% of SGEMM", 100 * rate / ceiling);
+      if (reference) float32_step[pixels] = s;
+      if (reference) std::snprintf(note, sizeof note, "%.0f%% of SGEMM", 100 * rate / ceiling);
       else std::snprintf(note, sizeof note, "%.0f%% of %s; %.2fx the float32 step", 100 * rate / ceiling,
                          dtype == torch::kFloat32 ? "SGEMM" : "BF16 GEMM", s / float32_step[pixels]);
       report.add({label, "UNet step (CFG batch 2) " + std::to_string(pixels) + "px", s, flops, 0, note});
-      if (dtype == torch::kFloat32 && !narrow && pixels == 512) {
+      if (reference && pixels == 512) {
         // Attribution at full size: a 30-step store of this resolution's block shapes.
         AttentionStore store(CaptureOptions{}, 30);
         store.begin_step(0, 2);
@@ -492,7 +493,7 @@ int main(int argc, char** argv) {
   try {
     Args args = parse(argc, argv);
     use_huge_page_allocator();
-    const int threads = args.threads > 0 ? args.threads : int(std::thread::hardware_concurrency());
+    const int threads = intra_op_threads(args.threads);
     at::set_num_threads(threads);
     const torch::Device device = parse_device(args.device);
     auto env = [](const char* name) { const char* v = std::getenv(name); return v ? v : "(unset)"; };

@@ -22,7 +22,6 @@
 #include <functional>
 #include <map>
 #include <sstream>
-#include <thread>
 
 #include "ovam/attribution.h"
 #include "pipelines/stable_diffusion.h"
@@ -31,6 +30,7 @@
 #include "util/huge_pages.h"
 #include "util/json.h"
 #include "util/safetensors.h"
+#include "util/threads.h"
 #include "util/weights.h"
 
 using namespace ovam;
@@ -354,7 +354,7 @@ int main(int argc, char** argv) {
     // default, which alone moves a UNet output by ~1e-3, ten times REFERENCE.md's tolerance.
     at::globalContext().setAllowTF32CuDNN(false);
     at::globalContext().setAllowTF32CuBLAS(false);
-    const int threads = args.threads > 0 ? args.threads : int(std::thread::hardware_concurrency());
+    const int threads = intra_op_threads(args.threads);
     std::printf("ovam parity: libtorch %s, device %s, dtype %s, %d threads\n\n", TORCH_VERSION, args.device.c_str(),
                 args.dtype.c_str(), threads);
     const fs::path root(args.root), fixtures = root / "test" / "fixtures";

@@ -7,7 +7,9 @@
 
 namespace ovam {
 
-// Stores `threads` (≤ 0: the machine's cores) as the process's count and applies it here.
+// `threads`, or the machine's cores when it is ≤ 0 (what every `threads` option means).
+int intra_op_threads(int threads);
+// Stores intra_op_threads(threads) as the process's count and applies it here.
 void set_intra_op_threads(int threads);
 // Applies the stored count (the machine's cores if none was set) on the calling thread.
 void use_intra_op_threads();
