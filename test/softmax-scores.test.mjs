@@ -4,7 +4,9 @@
 // that hit every edge of the kernel: pixel counts that are not multiples of 8 (padded lanes),
 // head sizes that are not multiples of 8 (or even: small tiles split j in two), token counts
 // around its 12-token tiles, one token,
-// and score ranges large enough that the max-subtraction matters.
+// and score ranges large enough that the max-subtraction matters. Texts of up to 5 tokens take
+// the row scoring on AVX-512 CPUs: head sizes of whole vectors, of a partial last vector, of odd
+// multiples of 8 (read as pairs of rows: 24, 40, 56), and past its 192 (back to the transpose).
 import t from "tap";
 import fs from "node:fs";
 import { native, relL2 } from "./helpers/golden.mjs";
@@ -37,6 +39,12 @@ const cases = [
   { heads: 2, steps: 4, n: 9, d: 160, tokens: 3 },
   { heads: 2, steps: 2, n: 17, d: 33, tokens: 5 },
   { heads: 2, steps: 2, n: 24, d: 8, tokens: 77, scale: 60 },
+  { heads: 2, steps: 3, n: 37, d: 40, tokens: 3, scale: 8 },
+  { heads: 2, steps: 2, n: 16, d: 24, tokens: 2 },
+  { heads: 1, steps: 2, n: 33, d: 56, tokens: 4 },
+  { heads: 2, steps: 2, n: 20, d: 64, tokens: 5 },
+  { heads: 2, steps: 2, n: 35, d: 192, tokens: 1 },
+  { heads: 2, steps: 2, n: 5, d: 200, tokens: 3 },
 ];
 
 for (const [i, c] of cases.entries()) {

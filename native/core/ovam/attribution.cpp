@@ -58,7 +58,8 @@ torch::Tensor block_maps(const StoredBlock& block, const torch::Tensor& keys, co
     per_head = summed_softmax_scores(queries, keys * block.scale);
   }
   auto maps = aggregate(activate(per_head, options.head_activation), options.head_aggregation, 0);  // [n, T]
-  return maps.transpose(0, 1).reshape({-1, block.height, block.width});
+  // Contiguous: libtorch's bilinear resize of the transposed view ran 4x slower (2.5 ms at 512²).
+  return maps.transpose(0, 1).contiguous().view({-1, block.height, block.width});
 }
 
 }  // namespace

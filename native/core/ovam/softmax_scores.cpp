@@ -257,20 +257,95 @@ constexpr std::array<TileFn, sizeof...(I)> wide_tile_table(std::index_sequence<I
 }
 constexpr auto kWideTiles = wide_tile_table(std::make_index_sequence<kWideTile>{});
 
-// Forward, sixteen pixels (`valid` of them real): out[t, p + i] += softmax_t, masked to the real lanes.
-OVAM_AVX512 void forward_sixteen(const float* q, int64_t valid, const float* keys, int64_t d, int64_t tokens, float* out,
-                                 int64_t n) {
-  alignas(64) float qt[kMaxHeadDim * 16];
-  alignas(64) float scores[kMaxTokens * 16];
-  for (int64_t i = 32 * d; i < 48 * d; i += 16) _mm_prefetch(reinterpret_cast<const char*>(q + i), _MM_HINT_T0);
-  if (valid == 16) {
-    transpose_rows_sixteen(q, d, qt);
-  } else {
-    alignas(64) float padded[kMaxHeadDim * 16] = {};
-    std::copy(q, q + valid * d, padded);
-    transpose_rows_sixteen(padded, d, qt);
+// Sixteen horizontal sums: lane i of the result is the sum of acc[i]'s lanes (a tree of 15
+// unpack or shuffle pairs and adds, lanes in order).
+OVAM_AVX512 inline __m512 sum_lanes_sixteen(const __m512 acc[16]) {
+  __m512 x[8], y[4], z[2];
+  for (int i = 0; i < 8; ++i) x[i] = _mm512_add_ps(_mm512_unpacklo_ps(acc[2 * i], acc[2 * i + 1]), _mm512_unpackhi_ps(acc[2 * i], acc[2 * i + 1]));
+  for (int i = 0; i < 4; ++i) {
+    const __m512d a = _mm512_castps_pd(x[2 * i]), b = _mm512_castps_pd(x[2 * i + 1]);
+    y[i] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(a, b)), _mm512_castpd_ps(_mm512_unpackhi_pd(a, b)));
   }
-  score_tiles(kWideTiles.data(), kWideTile, 16, qt, keys, d, tokens, scores);
+  for (int i = 0; i < 2; ++i)
+    z[i] = _mm512_add_ps(_mm512_shuffle_f32x4(y[2 * i], y[2 * i + 1], 0x88), _mm512_shuffle_f32x4(y[2 * i], y[2 * i + 1], 0xDD));
+  return _mm512_add_ps(_mm512_shuffle_f32x4(z[0], z[1], 0x88), _mm512_shuffle_f32x4(z[0], z[1], 0xDD));
+}
+
+// Few tokens (a word: start, word, end) score sixteen query rows without the transpose, whose
+// cost the tokens no longer share: one FMA chain per row and token, sixteen chains summed across
+// lanes at once. 1.3-1.6x the transposed pass's speed at 3 tokens on this EPYC, even at 5,
+// slower from 8 (README, Benchmarks).
+constexpr int64_t kRowTokens = 5;
+
+// Rows of d ≤ 16·C floats against keys padded with zeros to C vectors.
+template <int C>
+OVAM_AVX512 void row_scores(const float* q, const float* keys, int64_t d, int64_t tokens, float* scores) {
+  const __mmask16 tail = __mmask16(d % 16 ? (1u << (d % 16)) - 1 : 0xFFFF);
+  for (int64_t t = 0; t < tokens; ++t) {
+    __m512 k[C], acc[16];
+    for (int c = 0; c < C; ++c) k[c] = _mm512_load_ps(keys + (t * C + c) * 16);
+    for (int i = 0; i < 16; ++i) {
+      const float* row = q + i * d;
+      acc[i] = _mm512_mul_ps(_mm512_maskz_loadu_ps(tail, row + (C - 1) * 16), k[C - 1]);
+      for (int c = 0; c < C - 1; ++c) acc[i] = _mm512_fmadd_ps(_mm512_loadu_ps(row + c * 16), k[c], acc[i]);
+    }
+    _mm512_store_ps(scores + t * 16, sum_lanes_sixteen(acc));
+  }
+}
+
+// Rows of d = 8·V floats, V odd (SD 1.x's 40): a row alone straddles cache lines every other
+// time, two rows are V whole vectors. Keys laid twice end to end; the middle vector of a pair
+// holds the end of one row and the start of the next.
+template <int V>
+OVAM_AVX512 void pair_scores(const float* q, const float* keys, int64_t d, int64_t tokens, float* scores) {
+  constexpr int m = V / 2;
+  for (int64_t t = 0; t < tokens; ++t) {
+    __m512 k[V], acc[16];
+    for (int c = 0; c < V; ++c) k[c] = _mm512_load_ps(keys + (t * V + c) * 16);
+    for (int i = 0; i < 16; i += 2) {
+      const float* pair = q + i * d;
+      const __m512 middle = _mm512_loadu_ps(pair + m * 16);
+      acc[i] = _mm512_maskz_mul_ps(0x00FF, middle, k[m]);
+      acc[i + 1] = _mm512_maskz_mul_ps(0xFF00, middle, k[m]);
+      for (int c = 0; c < m; ++c) acc[i] = _mm512_fmadd_ps(_mm512_loadu_ps(pair + c * 16), k[c], acc[i]);
+      for (int c = m + 1; c < V; ++c) acc[i + 1] = _mm512_fmadd_ps(_mm512_loadu_ps(pair + c * 16), k[c], acc[i + 1]);
+    }
+    _mm512_store_ps(scores + t * 16, sum_lanes_sixteen(acc));
+  }
+}
+using RowScoresFn = void (*)(const float*, const float*, int64_t, int64_t, float*);
+constexpr int kRowChunks = 12;  // d ≤ 192: SD's 40, 64, 80 and 160
+template <size_t... I>
+constexpr std::array<RowScoresFn, sizeof...(I)> row_table(std::index_sequence<I...>) {
+  return {&row_scores<int(I) + 1>...};
+}
+constexpr auto kRowScores = row_table(std::make_index_sequence<kRowChunks>{});
+
+// How a head size's keys are laid out for the row scoring, and which function reads them; none
+// (null) where the transposed pass serves.
+struct RowScoring {
+  RowScoresFn score = nullptr;
+  bool pairs = false;  // keys twice end to end, else padded with zeros to whole vectors
+  int64_t key_stride = 0;  // floats per token in the laid-out keys
+};
+RowScoring row_scoring(int64_t d) {
+  if (d == 24) return {&pair_scores<3>, true, 2 * d};
+  if (d == 40) return {&pair_scores<5>, true, 2 * d};
+  if (d == 56) return {&pair_scores<7>, true, 2 * d};
+  const int64_t chunks = (d + 15) / 16;
+  if (chunks > kRowChunks) return {};
+  return {kRowScores[chunks - 1], false, chunks * 16};
+}
+
+// keys [heads, T, d] → [heads, T, key_stride] as `scoring` reads them.
+torch::Tensor row_keys(const torch::Tensor& keys, const RowScoring& scoring) {
+  if (scoring.pairs) return torch::cat({keys, keys}, 2).contiguous();
+  return torch::constant_pad_nd(keys, {0, scoring.key_stride - keys.size(2)}).contiguous();
+}
+
+// The softmax over tokens of sixteen pixels' scores [T, 16], added to out[t, p + i] in the
+// `valid` real lanes.
+OVAM_AVX512 void accumulate_softmax_sixteen(float* scores, int64_t tokens, int64_t valid, float* out, int64_t n) {
   __m512 max = _mm512_load_ps(scores);
   for (int64_t t = 1; t < tokens; ++t) max = _mm512_max_ps(max, _mm512_load_ps(scores + t * 16));
   __m512 sum = _mm512_setzero_ps();
@@ -285,6 +360,44 @@ OVAM_AVX512 void forward_sixteen(const float* q, int64_t valid, const float* key
     float* row = out + t * n;
     _mm512_mask_storeu_ps(row, lanes, _mm512_fmadd_ps(_mm512_load_ps(scores + t * 16), inv, _mm512_maskz_loadu_ps(lanes, row)));
   }
+}
+
+// The group after next of sixteen query rows (the hardware prefetcher alone leaves load stalls).
+inline void prefetch_sixteen(const float* q, int64_t d) {
+  for (int64_t i = 32 * d; i < 48 * d; i += 16) _mm_prefetch(reinterpret_cast<const char*>(q + i), _MM_HINT_T0);
+}
+
+// Forward, sixteen pixels (`valid` of them real): out[t, p + i] += softmax_t, masked to the real
+// lanes. Transposed: the queries turned [d, 16] once, every token one FMA per value.
+OVAM_AVX512 void forward_sixteen(const float* q, int64_t valid, const float* keys, int64_t d, int64_t tokens, float* out,
+                                 int64_t n) {
+  alignas(64) float qt[kMaxHeadDim * 16];
+  alignas(64) float scores[kMaxTokens * 16];
+  prefetch_sixteen(q, d);
+  if (valid == 16) {
+    transpose_rows_sixteen(q, d, qt);
+  } else {
+    alignas(64) float padded[kMaxHeadDim * 16] = {};
+    std::copy(q, q + valid * d, padded);
+    transpose_rows_sixteen(padded, d, qt);
+  }
+  score_tiles(kWideTiles.data(), kWideTile, 16, qt, keys, d, tokens, scores);
+  accumulate_softmax_sixteen(scores, tokens, valid, out, n);
+}
+
+// The same by rows (`keys` laid out by row_keys).
+OVAM_AVX512 void forward_sixteen_rows(RowScoresFn score, const float* q, int64_t valid, const float* keys, int64_t d,
+                                      int64_t tokens, float* out, int64_t n) {
+  alignas(64) float scores[kRowTokens * 16];
+  prefetch_sixteen(q, d);
+  if (valid == 16) {
+    score(q, keys, d, tokens, scores);
+  } else {  // zero rows stand in for the missing ones (never written out)
+    alignas(64) float padded[kMaxHeadDim * 16] = {};
+    std::copy(q, q + valid * d, padded);
+    score(padded, keys, d, tokens, scores);
+  }
+  accumulate_softmax_sixteen(scores, tokens, valid, out, n);
 }
 
 bool wide_lanes_available() {
@@ -320,16 +433,23 @@ struct Shape {
 torch::Tensor fused_forward(const torch::Tensor& queries, const torch::Tensor& keys) {
   const Shape x(queries, keys);
   auto out = torch::zeros({x.heads, x.tokens, x.n}, keys.options());
-  const float *q = queries.data_ptr<float>(), *k = keys.data_ptr<float>();
-  float* o = out.data_ptr<float>();
   const bool wide = wide_lanes_available();
-  const int64_t lanes = wide ? 16 : 8;
-  const auto forward = wide ? forward_sixteen : forward_eight;
+  const RowScoring rows = wide && x.tokens <= kRowTokens ? row_scoring(x.d) : RowScoring{};
+  const torch::Tensor laid = rows.score ? row_keys(keys, rows) : keys;
+  const int64_t lanes = wide ? 16 : 8, key_stride = rows.score ? rows.key_stride : x.d;
+  const float *q = queries.data_ptr<float>(), *k = laid.data_ptr<float>();
+  float* o = out.data_ptr<float>();
   for_each_task(x.heads, x.n, [&](int64_t, int64_t h, int64_t p0, int64_t p1) {
     for (int64_t s = 0; s < x.steps; ++s)
-      for (int64_t p = p0; p < p1; p += lanes)
-        forward(q + h * x.head_stride + (s * x.n + p) * x.d, std::min<int64_t>(lanes, p1 - p), k + h * x.tokens * x.d,
-                x.d, x.tokens, o + h * x.tokens * x.n + p, x.n);
+      for (int64_t p = p0; p < p1; p += lanes) {
+        const float* group = q + h * x.head_stride + (s * x.n + p) * x.d;
+        const float* head_keys = k + h * x.tokens * key_stride;
+        const int64_t valid = std::min<int64_t>(lanes, p1 - p);
+        float* sums = o + h * x.tokens * x.n + p;
+        if (rows.score) forward_sixteen_rows(rows.score, group, valid, head_keys, x.d, x.tokens, sums, x.n);
+        else if (wide) forward_sixteen(group, valid, head_keys, x.d, x.tokens, sums, x.n);
+        else forward_eight(group, valid, head_keys, x.d, x.tokens, sums, x.n);
+      }
   });
   return out;
 }

@@ -1,7 +1,8 @@
 // The softmax half of OVAM's read of the store, for one block: every stored query scored against
 // the text's keys, softmax over the text's tokens, summed over steps. It is the hot path of
 // attribution and of token optimisation: on a CPU with AVX2 and FMA it is one fused pass over the
-// store (each query read once, eight pixels per vector, sixteen with AVX-512), and its gradient
+// store (each query read once, eight pixels per vector, sixteen with AVX-512, where a text of a few
+// tokens scores rows without transposing them), and its gradient
 // a second one; elsewhere (CUDA, half-precision stores, other CPUs) it is libtorch tensor operations.
 #pragma once
 #include <torch/torch.h>
