@@ -42,7 +42,7 @@ const cases = [
   { heads: 2, steps: 3, n: 37, d: 40, tokens: 3, scale: 8 },
   { heads: 2, steps: 2, n: 16, d: 24, tokens: 2 },
   { heads: 1, steps: 2, n: 33, d: 56, tokens: 4 },
-  { heads: 2, steps: 2, n: 20, d: 64, tokens: 5 },
+  { heads: 2, steps: 2, n: 20, d: 64, tokens: 6 },
   { heads: 2, steps: 2, n: 35, d: 192, tokens: 1 },
   { heads: 2, steps: 2, n: 5, d: 200, tokens: 3 },
 ];

@@ -272,10 +272,10 @@ OVAM_AVX512 inline __m512 sum_lanes_sixteen(const __m512 acc[16]) {
 }
 
 // Few tokens (a word: start, word, end) score sixteen query rows without the transpose, whose
-// cost the tokens no longer share: one FMA chain per row and token, sixteen chains summed across
-// lanes at once. 1.3-1.6x the transposed pass's speed at 3 tokens on this EPYC, even at 5,
-// slower from 8 (README, Benchmarks).
-constexpr int64_t kRowTokens = 5;
+// cost few tokens do not repay: one FMA chain per row and token, sixteen chains summed across
+// lanes at once. On this EPYC, over a 30-step 512² store: 1.2-1.6x a plain read of the store
+// where the transposed pass took 1.6-2.4x at 3 tokens, still ahead at 6, behind at 8 (head size 40).
+constexpr int64_t kRowTokens = 6;
 
 // Rows of d ≤ 16·C floats against keys padded with zeros to C vectors.
 template <int C>
@@ -284,11 +284,10 @@ OVAM_AVX512 void row_scores(const float* q, const float* keys, int64_t d, int64_
   for (int64_t t = 0; t < tokens; ++t) {
     __m512 k[C], acc[16];
     for (int c = 0; c < C; ++c) k[c] = _mm512_load_ps(keys + (t * C + c) * 16);
-    for (int i = 0; i < 16; ++i) {
-      const float* row = q + i * d;
-      acc[i] = _mm512_mul_ps(_mm512_maskz_loadu_ps(tail, row + (C - 1) * 16), k[C - 1]);
-      for (int c = 0; c < C - 1; ++c) acc[i] = _mm512_fmadd_ps(_mm512_loadu_ps(row + c * 16), k[c], acc[i]);
-    }
+    // Chunk by chunk across the rows: sixteen independent FMA chains in flight.
+    for (int i = 0; i < 16; ++i) acc[i] = _mm512_mul_ps(_mm512_maskz_loadu_ps(tail, q + i * d + (C - 1) * 16), k[C - 1]);
+    for (int c = 0; c < C - 1; ++c)
+      for (int i = 0; i < 16; ++i) acc[i] = _mm512_fmadd_ps(_mm512_loadu_ps(q + i * d + c * 16), k[c], acc[i]);
     _mm512_store_ps(scores + t * 16, sum_lanes_sixteen(acc));
   }
 }
@@ -303,13 +302,15 @@ OVAM_AVX512 void pair_scores(const float* q, const float* keys, int64_t d, int64
     __m512 k[V], acc[16];
     for (int c = 0; c < V; ++c) k[c] = _mm512_load_ps(keys + (t * V + c) * 16);
     for (int i = 0; i < 16; i += 2) {
-      const float* pair = q + i * d;
-      const __m512 middle = _mm512_loadu_ps(pair + m * 16);
+      const __m512 middle = _mm512_loadu_ps(q + i * d + m * 16);
       acc[i] = _mm512_maskz_mul_ps(0x00FF, middle, k[m]);
       acc[i + 1] = _mm512_maskz_mul_ps(0xFF00, middle, k[m]);
-      for (int c = 0; c < m; ++c) acc[i] = _mm512_fmadd_ps(_mm512_loadu_ps(pair + c * 16), k[c], acc[i]);
-      for (int c = m + 1; c < V; ++c) acc[i + 1] = _mm512_fmadd_ps(_mm512_loadu_ps(pair + c * 16), k[c], acc[i + 1]);
     }
+    for (int c = 0; c < m; ++c)
+      for (int i = 0; i < 16; i += 2) {
+        acc[i] = _mm512_fmadd_ps(_mm512_loadu_ps(q + i * d + c * 16), k[c], acc[i]);
+        acc[i + 1] = _mm512_fmadd_ps(_mm512_loadu_ps(q + i * d + (m + 1 + c) * 16), k[m + 1 + c], acc[i + 1]);
+      }
     _mm512_store_ps(scores + t * 16, sum_lanes_sixteen(acc));
   }
 }
