@@ -484,7 +484,9 @@ void bench_full(Report& report, const Args& args, const torch::Device& device) {
         AttentionStore store(CaptureOptions{}, 30);
         store.begin_step(0, 2);
         sd->unet->forward(latents, t, context, &store);
-        bench_attribution(report, runs, label, *sd, store, pixels);
+        // Attribution takes milliseconds, not a step's seconds: all the runs asked for (two are too few
+        // to ride out the neighbours' load on this shared machine).
+        bench_attribution(report, args.runs, label, *sd, store, pixels);
         bench_half_store(report, runs, label, *sd, store, latents, t, context, pixels);
       }
     }
