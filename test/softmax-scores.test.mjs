@@ -4,7 +4,7 @@
 // that hit every edge of the kernel: pixel counts that are not multiples of 8 (padded lanes),
 // head sizes that are not multiples of 8 (or even: small tiles split j in two), token counts
 // around its 12-token tiles, one token,
-// and score ranges large enough that the max-subtraction matters. Texts of up to 5 tokens take
+// and score ranges large enough that the max-subtraction matters. Texts of up to 6 tokens take
 // the row scoring on AVX-512 CPUs: head sizes of whole vectors, of a partial last vector, of odd
 // multiples of 8 (read as pairs of rows: 24, 40, 56), and past its 192 (back to the transpose).
 import t from "tap";

@@ -315,12 +315,14 @@ OVAM_AVX512 void pair_scores(const float* q, const float* keys, int64_t d, int64
   }
 }
 using RowScoresFn = void (*)(const float*, const float*, int64_t, int64_t, float*);
-constexpr int kRowChunks = 12;  // d ≤ 192: SD's 40, 64, 80 and 160
+constexpr int kRowChunks = 12;  // d ≤ 192: SD's 64, 80 and 160
 template <size_t... I>
 constexpr std::array<RowScoresFn, sizeof...(I)> row_table(std::index_sequence<I...>) {
   return {&row_scores<int(I) + 1>...};
 }
 constexpr auto kRowScores = row_table(std::make_index_sequence<kRowChunks>{});
+// Pairs of rows of 24, 40 and 56 floats (V = 3, 5, 7 vectors).
+constexpr std::array<RowScoresFn, 3> kPairScores = {&pair_scores<3>, &pair_scores<5>, &pair_scores<7>};
 
 // How a head size's keys are laid out for the row scoring, and which function reads them; none
 // (null) where the transposed pass serves.
@@ -330,9 +332,8 @@ struct RowScoring {
   int64_t key_stride = 0;  // floats per token in the laid-out keys
 };
 RowScoring row_scoring(int64_t d) {
-  if (d == 24) return {&pair_scores<3>, true, 2 * d};
-  if (d == 40) return {&pair_scores<5>, true, 2 * d};
-  if (d == 56) return {&pair_scores<7>, true, 2 * d};
+  const int64_t pair = d / 16 - 1;  // d = 16·(pair + 1) + 8
+  if (d % 16 == 8 && pair >= 0 && pair < int64_t(kPairScores.size())) return {kPairScores[pair], true, 2 * d};
   const int64_t chunks = (d + 15) / 16;
   if (chunks > kRowChunks) return {};
   return {kRowScores[chunks - 1], false, chunks * 16};
@@ -368,6 +369,16 @@ inline void prefetch_sixteen(const float* q, int64_t d) {
   for (int64_t i = 32 * d; i < 48 * d; i += 16) _mm_prefetch(reinterpret_cast<const char*>(q + i), _MM_HINT_T0);
 }
 
+// `read` of sixteen query rows at q, of which `valid` are real: the last group of a run is copied
+// after zero rows stand in for the missing ones (never written out).
+template <typename Read>
+void read_sixteen_rows(const float* q, int64_t valid, int64_t d, const Read& read) {
+  if (valid == 16) return read(q);
+  alignas(64) float padded[kMaxHeadDim * 16] = {};
+  std::copy(q, q + valid * d, padded);
+  read(padded);
+}
+
 // Forward, sixteen pixels (`valid` of them real): out[t, p + i] += softmax_t, masked to the real
 // lanes. Transposed: the queries turned [d, 16] once, every token one FMA per value.
 OVAM_AVX512 void forward_sixteen(const float* q, int64_t valid, const float* keys, int64_t d, int64_t tokens, float* out,
@@ -375,13 +386,7 @@ OVAM_AVX512 void forward_sixteen(const float* q, int64_t valid, const float* key
   alignas(64) float qt[kMaxHeadDim * 16];
   alignas(64) float scores[kMaxTokens * 16];
   prefetch_sixteen(q, d);
-  if (valid == 16) {
-    transpose_rows_sixteen(q, d, qt);
-  } else {
-    alignas(64) float padded[kMaxHeadDim * 16] = {};
-    std::copy(q, q + valid * d, padded);
-    transpose_rows_sixteen(padded, d, qt);
-  }
+  read_sixteen_rows(q, valid, d, [&](const float* rows) { transpose_rows_sixteen(rows, d, qt); });
   score_tiles(kWideTiles.data(), kWideTile, 16, qt, keys, d, tokens, scores);
   accumulate_softmax_sixteen(scores, tokens, valid, out, n);
 }
@@ -391,13 +396,7 @@ OVAM_AVX512 void forward_sixteen_rows(RowScoresFn score, const float* q, int64_t
                                       int64_t tokens, float* out, int64_t n) {
   alignas(64) float scores[kRowTokens * 16];
   prefetch_sixteen(q, d);
-  if (valid == 16) {
-    score(q, keys, d, tokens, scores);
-  } else {  // zero rows stand in for the missing ones (never written out)
-    alignas(64) float padded[kMaxHeadDim * 16] = {};
-    std::copy(q, q + valid * d, padded);
-    score(padded, keys, d, tokens, scores);
-  }
+  read_sixteen_rows(q, valid, d, [&](const float* rows) { score(rows, keys, d, tokens, scores); });
   accumulate_softmax_sixteen(scores, tokens, valid, out, n);
 }
 
