@@ -38,14 +38,11 @@ async function main() {
     console.error("ovam bench: the benchmark binary was not built (looked in build/Release and build)");
     return 1;
   }
-  // The thread-pool settings the library uses (ts/native.ts): short spins, or libtorch's OpenMP pool
-  // and OpenBLAS's pool steal each other's cores and timings swing 3× from run to run.
-  const env = { GOMP_SPINCOUNT: "10000", OPENBLAS_THREAD_TIMEOUT: "4", ...process.env };
   const json = args.includes("--json") ? args[args.indexOf("--json") + 1] : "bench-results.json";
   try {
-    execFileSync(binary, args, { cwd: root, stdio: "inherit", env });
-    execFileSync(process.execPath, [path.join(__dirname, "bench-eval.js"), "--json", json, ...(args.includes("--quick") ? ["--quick"] : [])], { cwd: root, stdio: "inherit", env });
-    execFileSync(process.execPath, [path.join(__dirname, "bench-dataset.js"), "--json", json], { cwd: root, stdio: "inherit", env });
+    execFileSync(binary, args, { cwd: root, stdio: "inherit" });
+    execFileSync(process.execPath, [path.join(__dirname, "bench-eval.js"), "--json", json, ...(args.includes("--quick") ? ["--quick"] : [])], { cwd: root, stdio: "inherit" });
+    execFileSync(process.execPath, [path.join(__dirname, "bench-dataset.js"), "--json", json], { cwd: root, stdio: "inherit" });
   } catch (e) {
     return e.status || 1;
   }
