@@ -2,7 +2,9 @@
 // npm run bench [-- --quick --device cuda ... --compare FILE.json]: builds the native benchmark with
 // the same CMake project (OVAM_BUILD_BENCH=ON) and runs it from the package root, then the rows
 // measured on the built library (scripts/bench-eval.js, scripts/bench-dataset.js), which join the
-// same --json file. --compare prints the change against an earlier result (scripts/bench-compare.js).
+// same --json file. --compare prints the change against an earlier result (scripts/bench-compare.js);
+// --compare-diffusers PYTHON runs the same cases in Python diffusers and prints them beside
+// (scripts/bench-diffusers.js).
 const { execFileSync } = require("node:child_process");
 const fs = require("node:fs");
 const path = require("node:path");
@@ -13,6 +15,7 @@ if (process.argv.includes("--queue")) {
   return;
 }
 const { loadResult, compare, reportError } = require("./bench-compare.js");
+const { checkPython, compareDiffusers } = require("./bench-diffusers.js");
 const root = path.resolve(__dirname, "..");
 const { UsageError } = require(path.join(root, "dist", "cli", "args.js"));
 
@@ -23,6 +26,11 @@ async function main() {
   const compareFile = at >= 0 ? args.splice(at, 2)[1] : undefined;
   if (at >= 0 && (compareFile === undefined || compareFile.startsWith("--")))
     throw new UsageError("--compare needs a value: the JSON file of an earlier run (accepted: --compare FILE.json)");
+  const atPython = args.indexOf("--compare-diffusers");
+  const python = atPython >= 0 ? args.splice(atPython, 2)[1] : undefined;
+  if (atPython >= 0 && (python === undefined || python.startsWith("--")))
+    throw new UsageError("--compare-diffusers needs a value: a Python with torch, diffusers and transformers (accepted: --compare-diffusers PYTHON)");
+  if (python) checkPython(python);
   // Read and checked before the run: a bad file fails in a second, not after the benchmark, and
   // FILE may be the --json file this run overwrites.
   const before = compareFile === undefined ? undefined : await loadResult(compareFile, "--compare");
@@ -45,6 +53,11 @@ async function main() {
     execFileSync(process.execPath, [path.join(__dirname, "bench-dataset.js"), "--json", json], { cwd: root, stdio: "inherit" });
   } catch (e) {
     return e.status || 1;
+  }
+  if (python) {
+    // The native full-size steps take at most two runs (a 512² float32 step is ~20 s): the same here.
+    const runs = args.includes("--runs") ? Number(args[args.indexOf("--runs") + 1]) : 5;
+    compareDiffusers({ python, jsonFile: path.resolve(root, json), runs: Math.min(runs, 2), quick: args.includes("--quick") });
   }
   if (before) console.log(`\n${compare(before, await loadResult(path.resolve(root, json), "--json"), { before: compareFile, after: json }).join("\n")}`);
   return 0;

@@ -80,6 +80,7 @@ struct Row {
   std::string model, name;
   double seconds = 0, flops = 0, bytes = 0;
   std::string note;
+  double peak_bytes = 0;  // generations: the peak resident memory (VmHWM), for comparing runs
 };
 
 class Report {
@@ -109,10 +110,12 @@ class Report {
     out["torch"] = TORCH_VERSION;
     out["ceilings"] = {{"sgemm_gflops", gflops_ceiling}, {"copy_gbs", copy_gbs}};
     out["cases"] = Json::array();
-    for (const auto& r : rows_)
-      out["cases"].push_back({{"model", r.model}, {"case", r.name}, {"median_s", r.seconds}, {"flops", r.flops},
-                              {"gflops_per_s", r.seconds > 0 ? r.flops / 1e9 / r.seconds : 0}, {"bytes_read", r.bytes},
-                              {"note", r.note}});
+    for (const auto& r : rows_) {
+      Json row = {{"model", r.model}, {"case", r.name}, {"median_s", r.seconds}, {"flops", r.flops},
+                  {"gflops_per_s", r.seconds > 0 ? r.flops / 1e9 / r.seconds : 0}, {"bytes_read", r.bytes}, {"note", r.note}};
+      if (r.peak_bytes > 0) row["peak_resident_bytes"] = r.peak_bytes;
+      out["cases"].push_back(row);
+    }
     // Written beside and renamed, so an interrupted run never leaves half a file for --compare.
     const std::string partial = file + ".partial-" + std::to_string(::getpid());
     std::ofstream(partial) << out.dump(2) << "\n";
@@ -506,8 +509,9 @@ void bench_full(Report& report, const Args& args, const torch::Device& device) {
       const auto start = std::chrono::steady_clock::now();
       sd->generate(g);
       const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      std::snprintf(note, sizeof note, "peak resident %.2f GiB (%.2f GiB before: weights and buffers)", resident("VmHWM") / (1 << 30), base / (1 << 30));
-      report.add({label, "generate 1 step + decode " + std::to_string(pixels) + "px", s, 0, 0, note});
+      const double peak = resident("VmHWM");
+      std::snprintf(note, sizeof note, "peak resident %.2f GiB (%.2f GiB before: weights and buffers)", peak / (1 << 30), base / (1 << 30));
+      report.add({label, "generate 1 step + decode " + std::to_string(pixels) + "px", s, 0, 0, note, peak});
     }
   }
 }
