@@ -416,6 +416,7 @@ double resident(const char* field) {
 
 // Linux: writing 5 to clear_refs resets VmHWM to the current resident size.
 void reset_peak_resident() {
+  release_cached_pages();
   malloc_trim(0);
   std::ofstream("/proc/self/clear_refs") << "5";
 }

@@ -7,6 +7,7 @@
 #include "pipelines/stable_diffusion_xl.h"
 #include "schedulers/scheduler.h"
 #include "util/errors.h"
+#include "util/huge_pages.h"
 #include "util/threads.h"
 
 namespace ovam {
@@ -253,8 +254,10 @@ Generation StableDiffusion::generate(const GenerateOptions& options, const Progr
   g.options.guidance_scale = guidance;
   g.latents = latents.to(torch::kCPU);
   g.start_latents = start_latents;
+  release_cached_pages();  // the steps' freed mappings: the decoder's maps are other sizes
   auto decoded = vae->decode((latents / vae->config().scaling_factor).to(vae->dtype()));
   g.image = (decoded.to(torch::kFloat32) / 2 + 0.5).clamp(0, 1)[0].permute({1, 2, 0}).contiguous().to(torch::kCPU);
+  release_cached_pages();  // the decoder's: nothing held between jobs
   g.store = store;
   g.timesteps = run;
   return g;

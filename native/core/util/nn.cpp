@@ -33,8 +33,6 @@ torch::Tensor make_matrix(at::IntArrayRef shape) {
 torch::Tensor widened(const torch::Tensor& weight, const torch::Tensor& x) {
   return weight.scalar_type() == x.scalar_type() ? weight : weight.to(x.scalar_type());
 }
-// Up to this many rows a linear layer is computed a row at a time (LinearImpl::forward).
-constexpr int64_t kVectorRows = 6;
 }  // namespace
 
 LinearImpl::LinearImpl(int64_t in, int64_t out, bool with_bias) {
@@ -43,20 +41,7 @@ LinearImpl::LinearImpl(int64_t in, int64_t out, bool with_bias) {
 }
 torch::Tensor LinearImpl::forward(const torch::Tensor& x) {
   FlopCount::add(2.0 * double(x.numel()) * double(weight.size(0)));
-  const auto w = widened(weight, x);
-  const int64_t rows = x.numel() / std::max<int64_t>(1, x.size(-1));
-  if (rows > kVectorRows || !x.device().is_cpu() || x.scalar_type() != torch::kFloat32 || rows == 0)
-    return torch::linear(x, w, bias);
-  // A few rows (a word's tokens through the text encoder, then its keys in every block): OpenBLAS's
-  // matrix product reads the weight at 8–12 GB/s for 3 rows, its matrix-vector product faster, and
-  // the next rows find the weight in cache: SD 1.5's text encoder on 3 tokens 38 → 33 ms, 6 tokens
-  // 45 → 42 ms (2 cores); at 8 rows one product is as fast.
-  const auto flat = x.reshape({rows, x.size(-1)});
-  std::vector<torch::Tensor> out;
-  for (int64_t r = 0; r < rows; ++r) out.push_back(bias.defined() ? torch::addmv(bias, w, flat[r]) : torch::mv(w, flat[r]));
-  auto sizes = x.sizes().vec();
-  sizes.back() = w.size(0);
-  return torch::stack(out).view(sizes);
+  return torch::linear(x, widened(weight, x), bias);
 }
 
 Conv2dImpl::Conv2dImpl(int64_t in, int64_t out, int64_t kernel, int64_t stride_, int64_t padding_, bool with_bias)
