@@ -23,7 +23,8 @@ const bin = path.join(work, "bin");
 fs.mkdirSync(bin);
 for (const dir of [path.dirname(process.execPath), "/usr/local/bin", "/usr/bin", "/bin"]) {
   for (const name of fs.existsSync(dir) ? fs.readdirSync(dir) : []) {
-    if (HIDDEN.test(name) || fs.existsSync(path.join(bin, name))) continue;
+    // lstat, not exists: a dangling link (Debian's rust-clang without clang) is linked once too.
+    if (HIDDEN.test(name) || fs.lstatSync(path.join(bin, name), { throwIfNoEntry: false })) continue;
     fs.symlinkSync(path.join(dir, name), path.join(bin, name));
   }
 }
