@@ -13,6 +13,7 @@ const { z } = require("zod");
 const root = path.resolve(__dirname, "..");
 const { UsageError } = require(path.join(root, "dist", "cli", "args.js"));
 const { InvalidArgumentError } = require(path.join(root, "dist", "errors.js"));
+const { writeFileAtomic } = require(path.join(root, "dist", "files.js"));
 
 const ACCEPTED = "a Python with torch, diffusers and transformers (e.g. /opt/diffusers-ref/bin/python)";
 const GIB = 2 ** 30;
@@ -47,10 +48,12 @@ function nativeCandidates(row) {
   return candidates;
 }
 
+const cannotRun = (python, error) => new UsageError(`--compare-diffusers: cannot run ${python} (${error.code}); accepted: ${ACCEPTED}`);
+
 /** Fails in a second, before the native run, where `python` cannot import what the Python side needs. */
 function checkPython(python) {
   const run = spawnSync(python, ["-c", "import torch, diffusers, transformers"], { encoding: "utf8" });
-  if (run.error) throw new UsageError(`--compare-diffusers: cannot run ${python} (${run.error.code}); accepted: ${ACCEPTED}`);
+  if (run.error) throw cannotRun(python, run.error);
   if (run.status !== 0) {
     const last = run.stderr.trim().split("\n").pop();
     throw new UsageError(`--compare-diffusers: ${python} cannot import torch, diffusers and transformers (${last}); accepted: ${ACCEPTED}`);
@@ -96,23 +99,20 @@ function joinDiffusers(native, measured) {
  * Runs the Python side and joins it to `jsonFile` (the native run's result). `runs` is the native
  * full-size rows' count; errors have stable codes and name the flag.
  */
-function compareDiffusers({ python, jsonFile, runs, quick }) {
+async function compareDiffusers({ python, jsonFile, runs, quick }) {
   const native = JSON.parse(fs.readFileSync(jsonFile, "utf8"));
   const out = `${jsonFile}.diffusers.json`;
   const args = [path.join(__dirname, "diffusers-bench.py"), "--json", out, "--threads", String(native.threads), "--runs", String(runs)];
   if (quick) args.push("--quick");
   console.log(`\ndiffusers: ${python} ${args.join(" ")}`);
   const run = spawnSync(python, args, { cwd: root, stdio: "inherit" });
-  if (run.error) throw new UsageError(`--compare-diffusers: cannot run ${python} (${run.error.code}); accepted: ${ACCEPTED}`);
+  if (run.error) throw cannotRun(python, run.error);
   if (run.status !== 0)
     throw new InvalidArgumentError(`--compare-diffusers: ${python} exited with ${run.status ?? run.signal} (its message is above); accepted: ${ACCEPTED}`);
   const parsed = pythonResult.safeParse(JSON.parse(fs.readFileSync(out, "utf8")));
   if (!parsed.success) throw new InvalidArgumentError(`--compare-diffusers: ${out} is not diffusers-bench.py's result (${parsed.error.issues[0].message})`);
   const lines = joinDiffusers(native, parsed.data);
-  // Written beside and renamed, as the native bench writes it: never half a file for --compare.
-  const partial = `${jsonFile}.partial-${process.pid}`;
-  fs.writeFileSync(partial, `${JSON.stringify(native, null, 2)}\n`);
-  fs.renameSync(partial, jsonFile);
+  await writeFileAtomic(jsonFile, `${JSON.stringify(native, null, 2)}\n`);
   fs.rmSync(out);
   console.log(`\n${lines.join("\n")}`);
 }

@@ -57,7 +57,7 @@ async function main() {
   if (python) {
     // The native full-size steps take at most two runs (a 512² float32 step is ~20 s): the same here.
     const runs = args.includes("--runs") ? Number(args[args.indexOf("--runs") + 1]) : 5;
-    compareDiffusers({ python, jsonFile: path.resolve(root, json), runs: Math.min(runs, 2), quick: args.includes("--quick") });
+    await compareDiffusers({ python, jsonFile: path.resolve(root, json), runs: Math.min(runs, 2), quick: args.includes("--quick") });
   }
   if (before) console.log(`\n${compare(before, await loadResult(path.resolve(root, json), "--json"), { before: compareFile, after: json }).join("\n")}`);
   return 0;

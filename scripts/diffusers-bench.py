@@ -75,7 +75,8 @@ def import_or_exit(name):
         sys.exit(2)
 
 
-use_tcmalloc(parse_args().malloc)
+ARGS = parse_args()
+use_tcmalloc(ARGS.malloc)
 torch = import_or_exit("torch")
 diffusers = import_or_exit("diffusers")
 transformers = import_or_exit("transformers")
@@ -158,7 +159,7 @@ def build(arch, tiny):
 
 
 def main():
-    args = parse_args()
+    args = ARGS
     runs = 1 if args.quick else args.runs
     torch.set_num_threads(args.threads)
     with open(args.architecture) as f:
