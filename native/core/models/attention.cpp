@@ -53,7 +53,8 @@ torch::Tensor AttentionImpl::attend(const torch::Tensor& x, const torch::Tensor&
   nn::FlopCount::add(4.0 * double(b * heads * n * t * head_dim));
   auto weigh = [&](const torch::Tensor& rows, int64_t first) {
     // Not baddbmm on an uninitialised tensor (NaN in this libtorch build; see ENGINEERING.md).
-    auto scores = torch::matmul(rows, k.transpose(-1, -2)) * scale;
+    // Scaled in place: the product is a fresh tensor, and a copy would add a block to the peak.
+    auto scores = torch::matmul(rows, k.transpose(-1, -2)).mul_(scale);
     if (upcast_softmax) scores = scores.to(torch::kFloat32);
     auto probs = scores.softmax(-1);
     if (on_probs) on_probs(probs, first);
