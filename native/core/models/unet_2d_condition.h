@@ -59,6 +59,7 @@ class UNet2DConditionModelImpl : public torch::nn::Module {
   const UNetConfig& config() const { return config_; }
   // The dtype it computes in (diffusers' ModelMixin.dtype); its matrix weights may be stored narrower.
   torch::ScalarType dtype() const { return conv_in->bias.scalar_type(); }
+  torch::Device device() const { return conv_in->bias.device(); }
 
   nn::Conv2d conv_in{nullptr}, conv_out{nullptr};
   Timesteps time_proj{nullptr};

@@ -157,7 +157,7 @@ torch::Tensor attribute(UNet2DConditionModelImpl& unet, const AttentionStore& st
                         const AttributionOptions& options) {
   std::map<std::string, Attention> attentions;
   for (auto& [name, attention] : unet.cross_attentions()) attentions.emplace(name, attention);
-  const auto x = embeddings.to(unet.conv_in->bias.device(), unet.dtype());
+  const auto x = embeddings.to(unet.device(), unet.dtype());
   return attribute_with(store, options, [&](const StoredBlock& block) {
     auto it = attentions.find(block.name);
     if (it == attentions.end()) throw not_in_unet(block);

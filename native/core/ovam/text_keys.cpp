@@ -14,7 +14,7 @@ TextKeys text_keys(UNet2DConditionModelImpl& unet, const torch::Tensor& embeddin
   torch::NoGradGuard no_grad;
   TextKeys out;
   out.embeddings = embeddings;
-  const auto x = embeddings.to(unet.conv_in->bias.device(), unet.dtype());
+  const auto x = embeddings.to(unet.device(), unet.dtype());
   for (auto& [name, attention] : unet.cross_attentions()) out.keys.emplace(name, block_keys(*attention, x).contiguous());
   return out;
 }
