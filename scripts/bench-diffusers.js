@@ -3,7 +3,8 @@
 // scripts/diffusers-bench.py with PYTHON (a Python with torch, diffusers and transformers) on the
 // SD 1.5 architecture the native rows use, adds its rows to the --json result (models
 // "diffusers-float32" and "diffusers-bfloat16", the native cases' names, so that --compare pairs
-// them across runs too), and prints each beside the native row it matches.
+// them across runs too), and prints each beside the native row it matches. Where PYTHON can also
+// import OVAM (vpulab/ovam), its one-word attribution joins as a row of its own (`by: "OVAM"`).
 "use strict";
 const { spawnSync } = require("node:child_process");
 const fs = require("node:fs");
@@ -30,6 +31,7 @@ const pythonResult = z.object({
       dtype: z.enum(["float32", "bfloat16"]),
       seconds: z.number().nonnegative(),
       note: z.string(),
+      by: z.string().optional(), // what ran the row where diffusers alone did not (OVAM's attribution)
       peak_gib: z.number().optional(),
       before_gib: z.number().optional(),
     }),
@@ -78,7 +80,8 @@ function joinDiffusers(native, measured) {
     const ratio = match ? `${(match.median_s / row.seconds).toFixed(2)}x` : "-";
     const nativePeak = match?.peak_resident_bytes ? (match.peak_resident_bytes / GIB).toFixed(2) : "-";
     const peak = row.peak_gib === undefined ? "" : `  ${nativePeak} / ${row.peak_gib.toFixed(2)}`;
-    lines.push(`${row.case.padEnd(34)} ${row.dtype.padEnd(9)} ${ovam.padStart(24)} ${`${(row.seconds * 1e3).toFixed(0)} ms`.padStart(12)} ${ratio.padStart(8)}${peak}`);
+    const label = row.by ? `${row.case} (${row.by})` : row.case;
+    lines.push(`${label.padEnd(34)} ${row.dtype.padEnd(9)} ${ovam.padStart(24)} ${`${(row.seconds * 1e3).toFixed(0)} ms`.padStart(12)} ${ratio.padStart(8)}${peak}`);
     native.cases.push({
       model: `diffusers-${row.dtype}`,
       case: row.case,
@@ -86,7 +89,7 @@ function joinDiffusers(native, measured) {
       flops: 0,
       gflops_per_s: 0,
       bytes_read: 0,
-      note: row.note,
+      note: row.by ? `${row.by}: ${row.note}` : row.note,
       ...(row.peak_gib === undefined ? {} : { peak_resident_bytes: row.peak_gib * GIB }),
     });
   }

@@ -8,7 +8,10 @@ PYTHON must have torch, diffusers and transformers (e.g. /opt/diffusers-ref/bin/
 Runs the cases of native/bench/bench.cpp's --full on the same SD 1.5 architecture with random
 weights (nothing is loaded): UNet steps (CFG batch 2) at 256² and 512² in float32 and bfloat16,
 the text encoder on 77 tokens, and a 1-step generation + decode at 512² and 768² in float32 with
-its peak resident memory. --quick: the 256² steps and the text encoder, one run each.
+its peak resident memory. Where PYTHON can also import OVAM (vpulab/ovam, installed or on
+PYTHONPATH), a one-word OVAM attribution at 512² on a 30-step store, as native's first attribution
+(OVAM runs the text encoder and the keys in every call). --quick: the 256² steps and the text
+encoder, one run each.
 Each time is the median of --runs after one warm-up call; a generation is one run without warm-up,
 as native's, after the freed heap is returned, so its time includes faulting memory back in, as
 native's does.
@@ -158,6 +161,26 @@ def build(arch, tiny):
     return tokenizer, text_encoder, unet, vae, scheduler
 
 
+def ovam_attribution(pipe, prompt, steps, runs, add):
+    """OVAM's attribution of one word at 512², its defaults: its hooker records a 1-step generation's
+    queries (OVAM keeps the unconditional half's), copied to `steps` steps as native's store of random
+    queries in a 1-step store's shapes; then the map of "car" at the image's size."""
+    try:
+        from ovam.stable_diffusion import StableDiffusionHooker
+    except ImportError:
+        print("  OVAM (vpulab/ovam) not importable: no attribution row", flush=True)
+        return
+    with StableDiffusionHooker(pipe) as hooker:
+        pipe(prompt, num_inference_steps=1, height=512, width=512, output_type="latent",
+             generator=torch.Generator().manual_seed(0))
+    for block in hooker.cross_attention_hookers:
+        stored = block.hidden_states.hidden_states
+        stored[0] = stored[0].repeat(steps, 1, 1, 1)  # [steps, heads, queries, head_dim], a copy
+    evaluate = hooker.get_ovam_callable(expand_size=(512, 512))
+    add("attribute 1-token, softmax, first (text encoder + keys)", "float32", median_time(runs, lambda: evaluate("car")),
+        f"{steps} steps; median of {runs} after a warm-up", by="OVAM")
+
+
 def main():
     args = ARGS
     runs = 1 if args.quick else args.runs
@@ -167,8 +190,9 @@ def main():
     prompt = "a car in an urban environment"
     rows = []
 
-    def add(case, dtype, seconds, note, **memory):
-        rows.append({"case": case, "dtype": dtype, "seconds": seconds, "note": note, **memory})
+    def add(case, dtype, seconds, note, by=None, **memory):
+        """A row; `by` names what ran it where diffusers alone did not (OVAM)."""
+        rows.append({"case": case, "dtype": dtype, "seconds": seconds, "note": note, **({"by": by} if by else {}), **memory})
         extra = "".join(f" {k} {v:.2f}" for k, v in memory.items())
         print(f"  {case:<36} {dtype:<9} {seconds * 1e3:10.0f} ms{extra}  {note}", flush=True)
 
@@ -213,6 +237,7 @@ def main():
                     "" if resettable else "; /proc/self/clear_refs not writable: peak since the process started")
                 add(f"generate 1 step + decode {px}px", "float32", seconds, gen_note,
                     peak_gib=resident("VmHWM"), before_gib=before)
+            ovam_attribution(pipe, prompt, 30, runs, add)
             del pipe
         # Last: bfloat16 converts the UNet in place.
         steps(torch.bfloat16)

@@ -25,6 +25,7 @@ t.test("each diffusers row beside the native row of its case and dtype", async (
       nativeRow("sd15-f32", "UNet step (CFG batch 2) 256px", 4),
       nativeRow("sd15-bf16", "UNet step (CFG batch 2) 512px", 3),
       nativeRow("sd15-f32", "generate 1 step + decode 512px", 20, { peak_resident_bytes: 5 * GIB }),
+      nativeRow("sd15-f32", "attribute 1-token, softmax, first (text encoder + keys)", 0.1),
     ],
   };
   const lines = joinDiffusers(
@@ -35,18 +36,20 @@ t.test("each diffusers row beside the native row of its case and dtype", async (
       { case: "UNet step (CFG batch 2) 512px", dtype: "bfloat16", seconds: 6, note: "n3" },
       { case: "generate 1 step + decode 512px", dtype: "float32", seconds: 25, note: "n4", peak_gib: 6.5, before_gib: 4 },
       { case: "generate 1 step + decode 768px", dtype: "float32", seconds: 90, note: "n5", peak_gib: 16 },
+      { case: "attribute 1-token, softmax, first (text encoder + keys)", dtype: "float32", seconds: 2, note: "n6", by: "OVAM" },
     ]),
   );
   t.match(lines[0], /diffusers 0\.20\.2 \(transformers 4\.33\.0, torch 1\.13\.1, glibc malloc\)/);
   const body = lines.slice(2);
-  t.equal(body.length, 5, "a line per diffusers row");
+  t.equal(body.length, 6, "a line per diffusers row");
   t.match(body[0], /text encoding \(77 tokens\)\s+float32\s+300 ms \(sd15\)\s+150 ms\s+2\.00x$/, "the 256² model's row where no full-size one exists");
   t.match(body[1], /4000 ms \(sd15-f32\)\s+2000 ms\s+2\.00x$/, "the full-size row before the 256² model's capture-off step (9 s)");
   t.match(body[2], /bfloat16\s+3000 ms \(sd15-bf16\)\s+6000 ms\s+0\.50x$/, "bfloat16 against bfloat16");
   t.match(body[3], /20000 ms \(sd15-f32\)\s+25000 ms\s+0\.80x\s+5\.00 \/ 6\.50$/, "both peaks");
   t.match(body[4], /no native row\s+90000 ms\s+-\s+- \/ 16\.00$/, "no native row: no ratio");
+  t.match(body[5], /^attribute 1-token, softmax, first \(text encoder \+ keys\) \(OVAM\) float32\s+100 ms \(sd15-f32\)\s+2000 ms\s+0\.05x$/, "OVAM's row names it");
 
-  const added = native.cases.slice(5);
+  const added = native.cases.slice(6);
   t.same(
     added.map((c) => [c.model, c.case, c.median_s, c.note]),
     [
@@ -55,6 +58,7 @@ t.test("each diffusers row beside the native row of its case and dtype", async (
       ["diffusers-bfloat16", "UNet step (CFG batch 2) 512px", 6, "n3"],
       ["diffusers-float32", "generate 1 step + decode 512px", 25, "n4"],
       ["diffusers-float32", "generate 1 step + decode 768px", 90, "n5"],
+      ["diffusers-float32", "attribute 1-token, softmax, first (text encoder + keys)", 2, "OVAM: n6"],
     ],
   );
   t.equal(added[3].peak_resident_bytes, 6.5 * GIB);
