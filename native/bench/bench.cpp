@@ -18,7 +18,6 @@
 #include <fstream>
 #include <functional>
 #include <iostream>
-#include <malloc.h>
 #include <map>
 #include <unistd.h>
 
@@ -416,8 +415,7 @@ double resident(const char* field) {
 
 // Linux: writing 5 to clear_refs resets VmHWM to the current resident size.
 void reset_peak_resident() {
-  release_cached_pages();
-  malloc_trim(0);
+  release_cached_pages();  // and glibc's free heap: "before" counts live memory
   std::ofstream("/proc/self/clear_refs") << "5";
 }
 

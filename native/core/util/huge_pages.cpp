@@ -15,11 +15,23 @@
 // changed again); it is built against the interface of the libtorch this project tests (1.13).
 #if defined(__linux__) && TORCH_VERSION_MAJOR == 1
 #define OVAM_HUGE_PAGES
-#include <malloc.h>
 #include <sys/mman.h>
+#endif
+#ifdef __GLIBC__
+#include <malloc.h>
 #endif
 
 namespace ovam {
+namespace {
+// The free pages inside glibc's heaps, which a UNet step's smaller tensors leave behind (0.4–0.6 GiB
+// after a 512² step; the decoder's large maps come from mmap and would not reuse them). Wherever
+// glibc is, with or without the huge-page allocator.
+void release_free_heap() {
+#ifdef __GLIBC__
+  malloc_trim(0);
+#endif
+}
+}  // namespace
 
 #ifdef OVAM_HUGE_PAGES
 namespace {
@@ -39,8 +51,8 @@ std::unordered_map<void*, size_t>& mappings() {
 // the sizes the step before it freed, and a fresh mapping is faulted in again (with THP's direct
 // compaction on this VM: an SD 1.5 256² step took 2.2–4.8 s on fresh mappings, 2.0–2.2 s under an
 // allocator that keeps freed memory). At most kCachedBytes, since what it keeps adds to the peak
-// (a 512² generation's: 5.67 GiB without, 5.99 with 256 MiB, 6.40 with 1 GiB); release_cached_pages()
-// unmaps them.
+// (a 512² generation's in the benchmark, before the decoder ran channels-last: 5.67 GiB without,
+// 5.99 with 256 MiB, 6.40 with 1 GiB); release_cached_pages() unmaps them.
 constexpr size_t kCachedBytes = size_t(256) << 20;
 std::list<std::pair<size_t, void*>>& cached() {
   static auto* c = new std::list<std::pair<size_t, void*>>();
@@ -144,15 +156,11 @@ void release_cached_pages() {
     cached_bytes = 0;
   }
   for (const auto& [length, mapping] : unmap) munmap(mapping, length);
-#ifdef __GLIBC__
-  // And the free pages inside glibc's heaps, which the steps' smaller tensors leave behind
-  // (0.4–0.6 GiB after a 512² step; the decoder's maps come from mmap and would not reuse them).
-  malloc_trim(0);
-#endif
+  release_free_heap();
 }
 #else
 void use_huge_page_allocator(bool) {}
-void release_cached_pages() {}
+void release_cached_pages() { release_free_heap(); }
 #endif
 
 }  // namespace ovam

@@ -12,9 +12,9 @@ namespace ovam {
 // with). Smaller tensors always come from libtorch's own allocator.
 void use_huge_page_allocator(bool on = true);
 
-// Unmaps the freed large mappings kept for reuse (at most 256 MiB): where a phase that allocates
-// other sizes begins (a generation's VAE decode) and where one ends, so that they never add to a
-// later peak.
+// Unmaps the freed large mappings kept for reuse (at most 256 MiB) and returns glibc's free heap
+// pages to the system (on every glibc build): where a phase that allocates other sizes begins (a
+// generation's VAE decode) and where one ends, so that they never add to a later peak.
 void release_cached_pages();
 
 }  // namespace ovam
